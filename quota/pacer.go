@@ -1,0 +1,129 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Pacer spreads each group's calls evenly: a token bucket per group with
+// rate Cap/Period and the policy's burst. It shapes traffic only; the Ledger
+// decides whether a call may happen at all (a fresh limiter starts full, so a
+// restart would otherwise refill the burst).
+type Pacer struct {
+	clock Clock
+	mu    sync.Mutex
+	lims  map[string]*rate.Limiter
+}
+
+// NewPacer returns a pacer with no groups.
+func NewPacer(clock Clock) *Pacer {
+	return &Pacer{clock: clock, lims: map[string]*rate.Limiter{}}
+}
+
+// Set adds a group or applies a changed policy to it without losing its
+// current tokens.
+func (p *Pacer) Set(group string, pol Policy) {
+	now := p.clock.Now()
+	lim := rate.Every(pol.Interval())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.lims[group]; ok {
+		l.SetLimitAt(now, lim)
+		l.SetBurstAt(now, pol.Burst)
+		return
+	}
+	l := rate.NewLimiter(lim, pol.Burst)
+	l.AllowN(now, 0) // anchor the bucket on this clock
+	p.lims[group] = l
+}
+
+func (p *Pacer) limiter(group string) (*rate.Limiter, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.lims[group]
+	if !ok {
+		return nil, fmt.Errorf("pacer: %w %q", ErrUnknownGroup, group)
+	}
+	return l, nil
+}
+
+// Wait blocks until the group may make one call, or ctx ends (then the
+// token is returned to the bucket).
+func (p *Pacer) Wait(ctx context.Context, group string) error {
+	l, err := p.limiter(group)
+	if err != nil {
+		return err
+	}
+	now := p.clock.Now()
+	r := l.ReserveN(now, 1)
+	if !r.OK() {
+		return fmt.Errorf("pacer: group %q cannot grant a token", group)
+	}
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-p.clock.After(d):
+		return nil
+	case <-ctx.Done():
+		r.CancelAt(p.clock.Now())
+		return ctx.Err()
+	}
+}
+
+// Tokens reports the tokens available to the group now.
+func (p *Pacer) Tokens(group string) float64 {
+	l, err := p.limiter(group)
+	if err != nil {
+		return 0
+	}
+	return l.TokensAt(p.clock.Now())
+}
+
+// Forecast returns the earliest time the job with ahead jobs before it in
+// the group's backlog can be called, given the group's usage, the tokens in
+// its pacer now, pacing at pol.Interval() and the period calendar. Jobs run
+// in order; each period grants at most the effective cap; a paused group
+// starts its next period with a full burst.
+func Forecast(now time.Time, pol Policy, u Usage, tokens float64, ahead int) time.Time {
+	capN := u.Cap
+	if capN <= 0 {
+		capN = pol.Cap
+	}
+	interval := pol.Interval()
+	per := pol.PeriodAt(now)
+	t, used := now, u.Used
+	if u.ExhaustedUntil.After(t) {
+		t = u.ExhaustedUntil
+		if !per.Contains(t) {
+			per = pol.PeriodAt(t)
+			used, tokens = 0, float64(pol.Burst)
+		}
+	}
+	// This period: as many jobs as both the ledger and the pacer allow.
+	avail := max(capN-used, 0)
+	fit := int(tokens + float64(per.End.Sub(t))/float64(interval))
+	if n := min(avail, fit); ahead < n {
+		return t.Add(paced(ahead, tokens, interval))
+	} else {
+		ahead -= n
+	}
+	// Later periods: whole periods of capN jobs each.
+	per = pol.Advance(per, 1+ahead/capN)
+	return per.Start.Add(paced(ahead%capN, float64(pol.Burst), interval))
+}
+
+// paced is how long after a start with tokens available the job at index i
+// (0-based) gets its token.
+func paced(i int, tokens float64, interval time.Duration) time.Duration {
+	wait := float64(i+1) - tokens
+	if wait <= 0 {
+		return 0
+	}
+	return time.Duration(wait * float64(interval))
+}
