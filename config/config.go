@@ -1,0 +1,480 @@
+// Package config owns sendid's configuration: one Config struct with its
+// defaults, strict YAML decoding (unknown keys are errors naming the key),
+// SENDID_* environment overrides, Validate (every problem, each naming its
+// key), the app groups resolved with their API key sources, and Secret, a
+// string that never prints. Flags are applied by cmd/* on top of Load.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultGroup is the app group configured by the SENDID_* variables and
+// addressed by the subject <prefix>.jobs.
+const DefaultGroup = "default"
+
+// Secret is a credential. It prints as [redacted] in fmt, JSON and YAML.
+type Secret string
+
+func (Secret) String() string               { return "[redacted]" }
+func (Secret) GoString() string             { return "config.Secret([redacted])" }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+func (Secret) MarshalYAML() (any, error)    { return "[redacted]", nil }
+func (s Secret) Reveal() string             { return string(s) }
+func (s Secret) Equal(o Secret) bool        { return s == o }
+func (s Secret) IsZero() bool               { return s == "" }
+func (s *Secret) UnmarshalYAML(*yaml.Node) error {
+	return errors.New("secrets come from env or files, never from the YAML file")
+}
+
+// Config is everything sendid-worker reads. Each field's comment gives its
+// default.
+type Config struct {
+	NATS          NATS          `yaml:"nats"`
+	Braze         Braze         `yaml:"braze"`
+	Quota         Quota         `yaml:"quota"`
+	SubjectPrefix string        `yaml:"subject_prefix"` // "sendid"
+	HTTPAddr      string        `yaml:"http_addr"`      // ":8080"
+	Log           Log           `yaml:"log"`
+	MaxJobBytes   int           `yaml:"max_job_bytes"`    // 65536
+	Shutdown      time.Duration `yaml:"shutdown_timeout"` // 25s
+	Streams       Streams       `yaml:"streams"`
+	// ReplySubjects narrows where results may go: NATS subject patterns
+	// (wildcards allowed). Empty: any subject the built-in rules accept.
+	ReplySubjects []string            `yaml:"reply_subjects"`
+	AppGroups     map[string]AppGroup `yaml:"app_groups"`
+	Dev           Dev                 `yaml:"dev"`
+}
+
+// NATS is the connection to the NATS servers.
+type NATS struct {
+	URL           string        `yaml:"url"`            // "nats://127.0.0.1:4222", comma-separated
+	Name          string        `yaml:"name"`           // "sendid-worker@<hostname>"
+	CredsFile     string        `yaml:"creds_file"`     // none
+	NKeyFile      string        `yaml:"nkey_file"`      // none: a file holding an nkey seed
+	TLS           TLS           `yaml:"tls"`            // off
+	ReconnectWait time.Duration `yaml:"reconnect_wait"` // 2s, jittered
+}
+
+// TLS configures the NATS client's TLS.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether any TLS setting is present.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// Braze is how Braze is called.
+type Braze struct {
+	URL          string        `yaml:"url"`           // required unless -dev
+	Timeout      time.Duration `yaml:"timeout"`       // 30s per call
+	MaxAttempts  int           `yaml:"max_attempts"`  // 8
+	RetryBackoff time.Duration `yaml:"retry_backoff"` // 500ms, doubled per attempt, jittered
+	RetryMax     time.Duration `yaml:"retry_max"`     // 1m
+}
+
+// Quota holds settings shared by every app group.
+type Quota struct {
+	Period time.Duration `yaml:"period"` // 24h
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`  // "info"
+	Format string `yaml:"format"` // "json" ("console" in -dev)
+}
+
+// Streams configures the JetStream assets.
+type Streams struct {
+	Replicas        int           `yaml:"replicas"`         // 1
+	DuplicateWindow time.Duration `yaml:"duplicate_window"` // 2m
+	Results         bool          `yaml:"results"`          // true: keep SENDID_RESULTS on <prefix>.results.>
+	ResultsMaxAge   time.Duration `yaml:"results_max_age"`  // 72h
+	JobRecordTTL    time.Duration `yaml:"job_record_ttl"`   // 168h: how long a finished job id answers duplicates
+	PairTTL         time.Duration `yaml:"pair_ttl"`         // 720h: how long a created pair is never sent again
+	RecheckInterval time.Duration `yaml:"recheck_interval"` // 1m: safety-net poll of idle lanes
+}
+
+// Dev configures -dev mode.
+type Dev struct {
+	DataDir string `yaml:"data_dir"` // "./sendid-dev-data"
+}
+
+// AppGroup is one Braze workspace.
+type AppGroup struct {
+	BrazeURL   string `yaml:"braze_url"`    // SENDID_BRAZE_URL / braze.url
+	APIKeyEnv  string `yaml:"api_key_env"`  // variable holding the key
+	APIKeyFile string `yaml:"api_key_file"` // file holding the key (re-read on change and SIGHUP)
+	DailyCap   *int   `yaml:"daily_cap"`    // 100
+	Burst      *int   `yaml:"burst"`        // 10
+	Timezone   string `yaml:"timezone"`     // "UTC"
+}
+
+// Default returns the configuration with every default applied.
+func Default() *Config {
+	host, _ := os.Hostname()
+	return &Config{
+		NATS:          NATS{URL: "nats://127.0.0.1:4222", Name: "sendid-worker@" + host, ReconnectWait: 2 * time.Second},
+		Braze:         Braze{Timeout: 30 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
+		Quota:         Quota{Period: 24 * time.Hour},
+		SubjectPrefix: "sendid",
+		HTTPAddr:      ":8080",
+		Log:           Log{Level: "info", Format: "json"},
+		MaxJobBytes:   64 << 10,
+		Shutdown:      25 * time.Second,
+		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
+			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
+		Dev: Dev{DataDir: "./sendid-dev-data"},
+	}
+}
+
+// Error is a configuration problem; cmd/* exit with status 2 on it.
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return "config: " + e.Problems[0]
+	}
+	return "config: " + strconv.Itoa(len(e.Problems)) + " problems:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Load applies defaults, then the YAML file at path (if any), then the
+// SENDID_* variables read through getenv.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, &Error{Problems: []string{err.Error()}}
+		}
+		defer f.Close()
+		if err := c.decode(f); err != nil {
+			return nil, &Error{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse is Load for YAML already in memory (tests, fuzzing).
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if err := c.decode(bytes.NewReader(data)); err != nil {
+		return nil, &Error{Problems: []string{err.Error()}}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) decode(r io.Reader) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// applyEnv reads the SENDID_* variables of ARCHITECTURE.md §5.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	var problems []string
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	num := func(name string, dst *int) bool {
+		v := getenv(name)
+		if v == "" {
+			return false
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %q is not an integer", name, v))
+			return false
+		}
+		*dst = n
+		return true
+	}
+	dur := func(name string, dst *time.Duration) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %q is not a duration (like 10s or 24h)", name, v))
+			return
+		}
+		*dst = d
+	}
+	str("SENDID_NATS_URL", &c.NATS.URL)
+	str("SENDID_BRAZE_URL", &c.Braze.URL)
+	num("SENDID_MAX_ATTEMPTS", &c.Braze.MaxAttempts)
+	str("SENDID_SUBJECT_PREFIX", &c.SubjectPrefix)
+	str("SENDID_HTTP_ADDR", &c.HTTPAddr)
+	str("SENDID_LOG_LEVEL", &c.Log.Level)
+	str("SENDID_LOG_FORMAT", &c.Log.Format)
+	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
+	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
+	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+
+	// The default group: present unless the file lists groups without it
+	// and no SENDID_* variable for it is set.
+	def, inFile := c.AppGroups[DefaultGroup]
+	touched := false
+	var capN, burst int
+	if num("SENDID_DAILY_CAP", &capN) {
+		def.DailyCap, touched = &capN, true
+	}
+	if num("SENDID_BURST", &burst) {
+		def.Burst, touched = &burst, true
+	}
+	if v := getenv("SENDID_TIMEZONE"); v != "" {
+		def.Timezone, touched = v, true
+	}
+	if v := getenv("SENDID_BRAZE_API_KEY_FILE"); v != "" {
+		def.APIKeyFile, def.APIKeyEnv, touched = v, "", true
+	} else if getenv("SENDID_BRAZE_API_KEY") != "" {
+		def.APIKeyEnv, def.APIKeyFile, touched = "SENDID_BRAZE_API_KEY", "", true
+	}
+	if inFile || touched || len(c.AppGroups) == 0 {
+		if def.APIKeyEnv == "" && def.APIKeyFile == "" {
+			def.APIKeyEnv = "SENDID_BRAZE_API_KEY"
+		}
+		if c.AppGroups == nil {
+			c.AppGroups = map[string]AppGroup{}
+		}
+		c.AppGroups[DefaultGroup] = def
+	}
+	if len(problems) > 0 {
+		return &Error{Problems: problems}
+	}
+	return nil
+}
+
+// Group is an app group with every default applied.
+type Group struct {
+	Name       string
+	BrazeURL   string
+	APIKeyEnv  string
+	APIKeyFile string
+	Cap        int
+	Burst      int
+	Location   *time.Location
+}
+
+var groupName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// ValidGroupName reports whether s can name an app group: 1–64 characters
+// of [a-z0-9_-] (it becomes a subject token and a KV key).
+func ValidGroupName(s string) bool { return groupName.MatchString(s) }
+
+// Groups resolves the app groups, sorted by name. Call Validate first.
+func (c *Config) Groups() []Group {
+	out := make([]Group, 0, len(c.AppGroups))
+	for name, g := range c.AppGroups {
+		r := Group{Name: name, BrazeURL: g.BrazeURL, APIKeyEnv: g.APIKeyEnv, APIKeyFile: g.APIKeyFile, Cap: 100, Burst: 10, Location: time.UTC}
+		if r.BrazeURL == "" {
+			r.BrazeURL = c.Braze.URL
+		}
+		if g.DailyCap != nil {
+			r.Cap = *g.DailyCap
+		}
+		if g.Burst != nil {
+			r.Burst = *g.Burst
+		}
+		if g.Timezone != "" {
+			if loc, err := time.LoadLocation(g.Timezone); err == nil {
+				r.Location = loc
+			}
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Validate returns every problem, each naming its key. dev relaxes the
+// Braze URL requirement (-dev supplies a simulator).
+func (c *Config) Validate(dev bool) error {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
+	if strings.TrimSpace(c.NATS.URL) == "" {
+		add("nats.url (SENDID_NATS_URL): must not be empty")
+	}
+	for _, u := range strings.Split(c.NATS.URL, ",") {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
+			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", strings.TrimSpace(u))
+		}
+	}
+	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {
+		add("nats.tls: cert_file and key_file go together")
+	}
+	if c.NATS.CredsFile != "" && c.NATS.NKeyFile != "" {
+		add("nats: creds_file and nkey_file are alternatives; set one")
+	}
+	if c.Braze.URL != "" {
+		checkURL(add, "braze.url (SENDID_BRAZE_URL)", c.Braze.URL)
+	}
+	if c.Braze.MaxAttempts < 1 {
+		add("braze.max_attempts (SENDID_MAX_ATTEMPTS): must be >= 1")
+	}
+	if c.Braze.Timeout <= 0 {
+		add("braze.timeout: must be > 0")
+	}
+	if c.Braze.RetryBackoff <= 0 || c.Braze.RetryMax < c.Braze.RetryBackoff {
+		add("braze.retry_backoff, braze.retry_max: need 0 < retry_backoff <= retry_max")
+	}
+	if c.Quota.Period < time.Second {
+		add("quota.period (SENDID_QUOTA_PERIOD): %s is shorter than 1s", c.Quota.Period)
+	}
+	if !subjectToken.MatchString(c.SubjectPrefix) {
+		add("subject_prefix (SENDID_SUBJECT_PREFIX): %q must be dot-separated tokens of [A-Za-z0-9_-]", c.SubjectPrefix)
+	}
+	if c.HTTPAddr == "" {
+		add("http_addr (SENDID_HTTP_ADDR): must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level (SENDID_LOG_LEVEL): %q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		add("log.format (SENDID_LOG_FORMAT): %q is not json or console", c.Log.Format)
+	}
+	if c.MaxJobBytes < 256 || c.MaxJobBytes > 8<<20 {
+		add("max_job_bytes (SENDID_MAX_JOB_BYTES): %d is outside 256..8388608", c.MaxJobBytes)
+	}
+	if c.Shutdown <= 0 {
+		add("shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT): must be > 0")
+	}
+	s := c.Streams
+	if s.Replicas < 1 || s.Replicas > 5 {
+		add("streams.replicas: %d is outside 1..5", s.Replicas)
+	}
+	if s.DuplicateWindow < time.Second || s.ResultsMaxAge < time.Minute || s.JobRecordTTL < time.Minute || s.PairTTL < time.Minute || s.RecheckInterval < time.Second {
+		add("streams: duplicate_window >= 1s, results_max_age, job_record_ttl, pair_ttl >= 1m and recheck_interval >= 1s are required")
+	}
+	for i, pat := range c.ReplySubjects {
+		if !subjectPattern.MatchString(pat) {
+			add("reply_subjects[%d]: %q is not a NATS subject pattern", i, pat)
+		}
+	}
+	if len(c.AppGroups) == 0 {
+		add("app_groups: at least one app group is required")
+	}
+	names := make([]string, 0, len(c.AppGroups))
+	for n := range c.AppGroups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := c.AppGroups[n]
+		key := "app_groups." + n
+		if !ValidGroupName(n) {
+			add("%s: name must be 1-64 characters of [a-z0-9_-]", key)
+		}
+		if g.DailyCap != nil && (*g.DailyCap < 1 || *g.DailyCap > 100_000_000) {
+			add("%s.daily_cap: %d is outside 1..100000000", key, *g.DailyCap)
+		}
+		if g.Burst != nil && (*g.Burst < 1 || *g.Burst > 100_000_000) {
+			add("%s.burst: %d is outside 1..100000000", key, *g.Burst)
+		}
+		if g.Timezone != "" {
+			if _, err := time.LoadLocation(g.Timezone); err != nil {
+				add("%s.timezone: %q is not a known time zone", key, g.Timezone)
+			}
+		}
+		if g.APIKeyEnv != "" && g.APIKeyFile != "" {
+			add("%s: api_key_env and api_key_file are alternatives; set one", key)
+		}
+		if g.BrazeURL != "" {
+			checkURL(add, key+".braze_url", g.BrazeURL)
+		} else if c.Braze.URL == "" && !dev {
+			add("%s: no Braze URL: set braze_url, or SENDID_BRAZE_URL", key)
+		}
+	}
+	if len(p) > 0 {
+		return &Error{Problems: p}
+	}
+	return nil
+}
+
+var (
+	subjectToken   = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	subjectPattern = regexp.MustCompile(`^([^.\s*>]+|\*)(\.([^.\s*>]+|\*))*(\.>)?$|^>$`)
+)
+
+func checkURL(add func(string, ...any), key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		add("%s: %q is not an http(s) URL with a host", key, raw)
+	}
+}
+
+// LoadKeys reads every group's API key from its variable or file. dev
+// substitutes "dev-key" for a missing key.
+func (c *Config) LoadKeys(getenv func(string) string, dev bool) (map[string]Secret, error) {
+	keys := map[string]Secret{}
+	var p []string
+	for _, g := range c.Groups() {
+		var v string
+		switch {
+		case g.APIKeyFile != "":
+			b, err := os.ReadFile(g.APIKeyFile)
+			if err != nil {
+				p = append(p, fmt.Sprintf("app_groups.%s.api_key_file: %v", g.Name, err))
+				continue
+			}
+			v = strings.TrimSpace(string(b))
+		case g.APIKeyEnv != "":
+			v = strings.TrimSpace(getenv(g.APIKeyEnv))
+		}
+		if v == "" {
+			if dev {
+				v = "dev-key"
+			} else {
+				p = append(p, fmt.Sprintf("app_groups.%s: no API key (set %s)", g.Name, keySource(g)))
+				continue
+			}
+		}
+		if strings.ContainsAny(v, " \t\r\n\"") {
+			p = append(p, fmt.Sprintf("app_groups.%s: API key from %s contains whitespace or quotes", g.Name, keySource(g)))
+			continue
+		}
+		keys[g.Name] = Secret(v)
+	}
+	if len(p) > 0 {
+		return nil, &Error{Problems: p}
+	}
+	return keys, nil
+}
+
+func keySource(g Group) string {
+	if g.APIKeyFile != "" {
+		return "file " + g.APIKeyFile
+	}
+	return "$" + g.APIKeyEnv
+}

@@ -1,0 +1,169 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+	"unicode/utf8"
+)
+
+// Job is an upstream request to create one send ID (ARCHITECTURE.md §3).
+type Job struct {
+	CampaignID string          `json:"campaign_id"`
+	SendID     string          `json:"send_id,omitempty"`
+	ID         string          `json:"id,omitempty"`
+	ReplyTo    string          `json:"reply_to,omitempty"`
+	NotAfter   *time.Time      `json:"not_after,omitempty"`
+	Meta       json.RawMessage `json:"meta,omitempty"`
+}
+
+// Limits of the job format.
+const (
+	MaxIDBytes   = 128
+	MaxMetaBytes = 4 << 10
+)
+
+// Result statuses.
+const (
+	StatusCreated  = "created"
+	StatusFailed   = "failed"
+	StatusExpired  = "expired"
+	StatusDeferred = "deferred"
+)
+
+// Error codes.
+const (
+	CodeInvalidJob       = "invalid_job"
+	CodeInvalidReplyTo   = "invalid_reply_to"
+	CodeUnknownAppGroup  = "unknown_app_group"
+	CodeBrazeRejected    = "braze_rejected"
+	CodeRetriesExhausted = "retries_exhausted"
+	CodeExpired          = "expired"
+)
+
+// JobError is a job refused for its content.
+type JobError struct {
+	Code    string
+	Message string
+}
+
+func (e *JobError) Error() string { return e.Code + ": " + e.Message }
+
+func invalid(format string, a ...any) *JobError {
+	return &JobError{Code: CodeInvalidJob, Message: fmt.Sprintf(format, a...)}
+}
+
+// DecodeJob parses a job body strictly: at most maxBytes, valid UTF-8, one
+// JSON object with only the known fields of the right types. It checks the
+// format; the identifier rules are the caller's (they belong to braze).
+func DecodeJob(data []byte, maxBytes int) (Job, error) {
+	var j Job
+	if len(data) > maxBytes {
+		return j, invalid("body is %d bytes, over the limit of %d", len(data), maxBytes)
+	}
+	if !utf8.Valid(data) {
+		return j, invalid("body is not valid UTF-8")
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return j, invalid("body must be a JSON object")
+	}
+	// wire is Job with send_id as a pointer, so that "send_id": "" is
+	// refused rather than read as omitted.
+	var wire struct {
+		Job
+		SendID *string `json:"send_id"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&wire); err != nil {
+		return Job{}, invalid("%s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Job{}, invalid("unexpected data after the JSON object")
+	}
+	j = wire.Job
+	if wire.SendID != nil {
+		if *wire.SendID == "" {
+			return Job{}, invalid("send_id must not be empty when present")
+		}
+		j.SendID = *wire.SendID
+	}
+	if len(j.ID) > MaxIDBytes || !printableASCII(j.ID) {
+		return Job{}, invalid("id must be at most %d bytes of printable ASCII", MaxIDBytes)
+	}
+	if len(j.Meta) > MaxMetaBytes {
+		return Job{}, invalid("meta is %d bytes, at most %d allowed", len(j.Meta), MaxMetaBytes)
+	}
+	if bytes.Equal(j.Meta, []byte("null")) {
+		j.Meta = nil
+	}
+	return j, nil
+}
+
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("%s must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+		}
+		return "body must be a JSON object"
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return "not_after must be an RFC 3339 time"
+	}
+	return err.Error()
+}
+
+func jsonKind(k string) string {
+	if k == "string" {
+		return "a string"
+	}
+	if k == "ptr" || k == "struct" {
+		return "an RFC 3339 time string"
+	}
+	return k
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether s can be a job id: 1–128 bytes of printable ASCII.
+func ValidID(s string) bool { return s != "" && len(s) <= MaxIDBytes && printableASCII(s) }
+
+// Result is a final result or a deferred notice (ARCHITECTURE.md §3).
+type Result struct {
+	ID            string          `json:"id"`
+	AppGroup      string          `json:"app_group"`
+	CampaignID    string          `json:"campaign_id,omitempty"`
+	SendID        string          `json:"send_id,omitempty"`
+	Status        string          `json:"status"`
+	Attempts      int             `json:"attempts"`
+	Duplicate     bool            `json:"duplicate"`
+	Error         *ResultError    `json:"error,omitempty"`
+	DeferredUntil *time.Time      `json:"deferred_until,omitempty"`
+	ETA           *time.Time      `json:"eta,omitempty"`
+	Position      *int            `json:"position,omitempty"`
+	Meta          json.RawMessage `json:"meta,omitempty"`
+	At            time.Time       `json:"at"`
+}
+
+// ResultError explains a failed or expired job.
+type ResultError struct {
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	HTTPStatus int    `json:"http_status,omitempty"`
+}
+
+// Final reports whether the result ends the job.
+func (r Result) Final() bool { return r.Status != StatusDeferred }

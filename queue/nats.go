@@ -1,0 +1,277 @@
+package queue
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// ConnOptions configures Connect.
+type ConnOptions struct {
+	URL           string // comma-separated
+	Name          string
+	CredsFile     string
+	NKeyFile      string
+	CAFile        string
+	CertFile      string
+	KeyFile       string
+	ReconnectWait time.Duration
+	// RetryOnFailedConnect keeps trying when no server is reachable at start
+	// (the worker reports not-ready meanwhile) instead of failing.
+	RetryOnFailedConnect bool
+	Log                  *zap.Logger
+}
+
+// Connect dials NATS with reconnect-forever and jittered backoff. Connection
+// state changes are logged; credentials never are.
+func Connect(o ConnOptions) (*nats.Conn, error) {
+	log := o.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	wait := o.ReconnectWait
+	if wait <= 0 {
+		wait = 2 * time.Second
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(wait),
+		nats.ReconnectJitter(wait/2, wait),
+		nats.PingInterval(20 * time.Second),
+		nats.RetryOnFailedConnect(o.RetryOnFailedConnect),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", zap.String("subject", subj), zap.Error(err))
+		}),
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey %s: %w", o.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.CAFile != "" || o.CertFile != "" {
+		cfg, err := tlsConfig(o)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(cfg))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+	}
+	return nc, nil
+}
+
+func tlsConfig(o ConnOptions) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("nats tls ca %s: no certificates found", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// redactURL hides user info (nats://user:pass@host) from error text.
+func redactURL(u string) string {
+	out := []byte(u)
+	for i := 0; i < len(out); i++ {
+		if out[i] == '@' {
+			j := i
+			for j > 0 && out[j-1] != '/' && out[j-1] != ',' {
+				j--
+			}
+			return string(out[:j]) + "[redacted]" + redactURL(string(out[i:]))
+		}
+	}
+	return u
+}
+
+// StreamSettings configures EnsureStreams.
+type StreamSettings struct {
+	Subjects
+	Replicas        int
+	DuplicateWindow time.Duration
+	Results         bool
+	ResultsMaxAge   time.Duration
+}
+
+// EnsureStreams creates or updates SENDID (jobs, ready and dead subjects of
+// any group; WorkQueue; file storage) and, when enabled, SENDID_RESULTS.
+// Idempotent: replicas starting together converge on the same config.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
+	p := s.Prefix
+	cfgs := []jetstream.StreamConfig{{
+		Name:        Stream,
+		Description: "sendid jobs, admitted FIFO per app group, dead letters",
+		Subjects:    []string{p + ".jobs", p + ".jobs.*", p + ".ready.*", p + ".dead.*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+		Duplicates:  s.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	}}
+	if s.Results {
+		cfgs = append(cfgs, jetstream.StreamConfig{
+			Name:        ResultsStream,
+			Description: "sendid results kept for publishers that were not listening",
+			Subjects:    []string{p + ".results.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.ResultsMaxAge,
+			Duplicates:  min(s.DuplicateWindow, s.ResultsMaxAge),
+		})
+	}
+	for _, cfg := range cfgs {
+		if err := retry(ctx, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Buckets are the KV buckets the worker uses.
+type Buckets struct {
+	Ledger, Jobs, Pairs jetstream.KeyValue
+}
+
+// BucketSettings configures EnsureBuckets.
+type BucketSettings struct {
+	Replicas     int
+	LedgerTTL    time.Duration
+	JobRecordTTL time.Duration
+	PairTTL      time.Duration
+}
+
+// EnsureBuckets creates or updates the ledger, job-record and pair buckets.
+func EnsureBuckets(ctx context.Context, js jetstream.JetStream, s BucketSettings) (Buckets, error) {
+	var b Buckets
+	for _, x := range []struct {
+		dst  *jetstream.KeyValue
+		name string
+		ttl  time.Duration
+		desc string
+	}{
+		{&b.Ledger, LedgerBucket, s.LedgerTTL, "sendid quota ledger: <group>.<period start> → used"},
+		{&b.Jobs, JobsBucket, s.JobRecordTTL, "sendid job records by hashed job id"},
+		{&b.Pairs, PairsBucket, s.PairTTL, "sendid created (campaign_id, send_id) pairs"},
+	} {
+		cfg := jetstream.KeyValueConfig{Bucket: x.name, Description: x.desc, History: 1, TTL: x.ttl, Storage: jetstream.FileStorage, Replicas: s.Replicas}
+		if err := retry(ctx, func() error {
+			kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+			*x.dst = kv
+			return err
+		}); err != nil {
+			return Buckets{}, fmt.Errorf("kv bucket %s: %w", x.name, err)
+		}
+	}
+	return b, nil
+}
+
+// EnsureAdmission creates or updates the shared durable consumer of every
+// job subject.
+func EnsureAdmission(ctx context.Context, js jetstream.JetStream, s Subjects) (jetstream.Consumer, error) {
+	var c jetstream.Consumer
+	err := retry(ctx, func() (err error) {
+		c, err = js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+			Durable:        AdmissionName,
+			Description:    "sendid admission: validate, dedup, forecast, admit",
+			FilterSubjects: []string{s.Prefix + ".jobs", s.Prefix + ".jobs.*"},
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        30 * time.Second,
+			MaxDeliver:     -1,
+			MaxAckPending:  1024,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", AdmissionName, err)
+	}
+	return c, nil
+}
+
+// EnsureLane creates or updates a group's lane consumer.
+func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group string) (jetstream.Consumer, error) {
+	var c jetstream.Consumer
+	name := LaneConsumer(group)
+	err := retry(ctx, func() (err error) {
+		c, err = js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "sendid lane of app group " + group,
+			FilterSubject: s.Ready(group),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       time.Minute,
+			MaxDeliver:    -1,
+			MaxAckPending: 256,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// retry absorbs the transient errors of several replicas creating the same
+// assets at once, or of a cluster electing a leader.
+func retry(ctx context.Context, fn func() error) error {
+	var err error
+	for i := range 8 {
+		if err = fn(); err == nil {
+			return nil
+		}
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(time.Duration(100*(i+1)) * time.Millisecond):
+		}
+	}
+	return err
+}
