@@ -58,7 +58,9 @@ func invalid(format string, a ...any) *JobError {
 
 // DecodeJob parses a job body strictly: at most maxBytes, valid UTF-8, one
 // JSON object with only the known fields of the right types. It checks the
-// format; the identifier rules are the caller's (they belong to braze).
+// format; the identifier rules are the caller's (they belong to braze). When
+// the body parsed but breaks a rule, the returned Job still carries what was
+// read (reply_to above all) beside the *JobError.
 func DecodeJob(data []byte, maxBytes int) (Job, error) {
 	var j Job
 	if len(data) > maxBytes {
@@ -85,18 +87,22 @@ func DecodeJob(data []byte, maxBytes int) (Job, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Job{}, invalid("unexpected data after the JSON object")
 	}
+	// From here the body parsed: errors return the job too, so that the
+	// answer can still go to its reply_to.
 	j = wire.Job
 	if wire.SendID != nil {
 		if *wire.SendID == "" {
-			return Job{}, invalid("send_id must not be empty when present")
+			return j, invalid("send_id must not be empty when present")
 		}
 		j.SendID = *wire.SendID
 	}
 	if len(j.ID) > MaxIDBytes || !printableASCII(j.ID) {
-		return Job{}, invalid("id must be at most %d bytes of printable ASCII", MaxIDBytes)
+		j.ID = ""
+		return j, invalid("id must be at most %d bytes of printable ASCII", MaxIDBytes)
 	}
 	if len(j.Meta) > MaxMetaBytes {
-		return Job{}, invalid("meta is %d bytes, at most %d allowed", len(j.Meta), MaxMetaBytes)
+		j.Meta = nil
+		return j, invalid("meta is %d bytes, at most %d allowed", len(j.Meta), MaxMetaBytes)
 	}
 	if bytes.Equal(j.Meta, []byte("null")) {
 		j.Meta = nil

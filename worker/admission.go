@@ -110,7 +110,7 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 	// body cannot be parsed), else <prefix>.results.<group>.
 	dest := w.o.Subjects.Results(group)
 	reply := job.ReplyTo
-	if jobErr != nil || reply == "" {
+	if reply == "" {
 		reply = msg.Headers().Get(queue.HeaderReplyTo)
 	}
 	var replyErr error

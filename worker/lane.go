@@ -184,9 +184,23 @@ func (l *lane) run(ctx, hard context.Context) {
 }
 
 // acquire takes a slot and then one message; it gives the slot back when
-// there is no message. A nil message with a nil error means the FIFO is
-// empty.
+// there is no message. A nil message with a nil error means the FIFO looks
+// empty. A wake-up can arrive a moment before the stream has stored the
+// message, so an empty fetch is retried briefly, without holding snap.
 func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
+	for try := range 3 {
+		if try > 0 && !l.w.sleep(ctx, time.Duration(try)*20*time.Millisecond) {
+			return nil, quota.Slot{}, ctx.Err()
+		}
+		msg, slot, err := l.tryAcquire(ctx)
+		if msg != nil || err != nil {
+			return msg, slot, err
+		}
+	}
+	return nil, quota.Slot{}, nil
+}
+
+func (l *lane) tryAcquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 	w := l.w
 	l.snap.Lock()
 	defer l.snap.Unlock()
@@ -194,14 +208,13 @@ func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 	if err != nil {
 		return nil, quota.Slot{}, err
 	}
-	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	batch, err := l.cons.FetchNoWait(1)
 	var msg jetstream.Msg
 	if err == nil {
 		for m := range batch.Messages() {
 			msg = m
 		}
-		err = batch.Error()
-		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
+		if err = batch.Error(); errors.Is(err, jetstream.ErrNoMessages) {
 			err = nil
 		}
 	}
@@ -429,10 +442,17 @@ func (l *lane) finish(ctx context.Context, j *job, r queue.Result, store bool, e
 	if err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r); err != nil {
 		// Redelivery answers from the stored record.
 		w.log.Warn("result not published; job will be redelivered", zap.String("job_id", r.ID), zap.Error(err))
+		w.o.Metrics.InfraFailures.WithLabelValues("publish_result").Inc()
 		_ = j.msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := j.msg.DoubleAck(ctx); err != nil {
+	// The job leaves ack-pending and the lane's held count together, so a
+	// forecast never sees it twice or not at all.
+	l.snap.Lock()
+	err := j.msg.DoubleAck(ctx)
+	l.held = 0
+	l.snap.Unlock()
+	if err != nil {
 		w.log.Warn("ack failed; a redelivery will answer from the record", zap.String("job_id", r.ID), zap.Error(err))
 	}
 	w.o.Metrics.Jobs.WithLabelValues(l.group, r.Status).Inc()

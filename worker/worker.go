@@ -151,14 +151,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// hardCtx bounds work in flight: it ends ShutdownTimeout after ctx.
+	// hardCtx bounds work in flight: it ends ShutdownTimeout after ctx, or
+	// as soon as every lane and admission have stopped.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	timerDone := make(chan struct{})
+	go func() {
+		defer close(timerDone)
 		select {
 		case <-ctx.Done():
-		case <-hardCtx.Done(): // start-up failed
+		case <-hardCtx.Done():
 			return
 		}
 		w.mu.Lock()
@@ -170,7 +172,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			hardCancel()
 		case <-hardCtx.Done():
 		}
-	})
+	}()
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		hardCancel()
+		<-timerDone
+	}()
 
 	// Wake lanes when any replica admits a job for them.
 	sub, err := w.o.NC.Subscribe(w.o.Subjects.Ready("*"), func(m *nats.Msg) {
@@ -181,8 +189,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	})
 	if err != nil {
-		hardCancel()
-		wg.Wait()
 		return fmt.Errorf("subscribe %s: %w", w.o.Subjects.Ready("*"), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
@@ -209,17 +215,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			wg.Go(func() { l.run(ctx, hardCtx) })
 		}
 	}
-	if startErr == nil {
-		a := &admission{w: w, cons: adm}
-		wg.Go(func() { a.run(ctx, hardCtx) })
-	} else {
-		hardCancel()
+	if startErr != nil {
+		return startErr
 	}
+	a := &admission{w: w, cons: adm}
+	wg.Go(func() { a.run(ctx, hardCtx) })
 	wg.Wait()
 	w.mu.Lock()
 	w.running = false
 	w.mu.Unlock()
-	return startErr
+	return nil
 }
 
 // Reload applies new keys, caps and bursts without dropping a job, wakes

@@ -119,7 +119,7 @@ func newLogger(cfg *config.Config, out io.Writer) (*zap.Logger, zap.AtomicLevel,
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
 	if cfg.Log.Format == "console" {
-		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		encCfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	} else {
