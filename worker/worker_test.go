@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/queue"
