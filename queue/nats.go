@@ -244,7 +244,7 @@ func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group s
 			Description:   "sendid lane of app group " + group,
 			FilterSubject: s.Ready(group),
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Minute,
+			AckWait:       30 * time.Second, // kept alive with InProgress every 10s during slow calls
 			MaxDeliver:    -1,
 			MaxAckPending: 256,
 		})

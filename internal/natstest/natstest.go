@@ -23,9 +23,12 @@ type Server struct {
 
 // Start runs a server on 127.0.0.1 with a fresh store directory. It shuts
 // down when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartOn(t, -1) }
+
+// StartOn is Start on a given port (-1: any free port).
+func StartOn(t testing.TB, port int) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), port: -1}
+	s := &Server{t: t, dir: t.TempDir(), port: port}
 	s.start()
 	t.Cleanup(s.Shutdown)
 	return s

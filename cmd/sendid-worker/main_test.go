@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sendid/sendid/braze/brazetest"
+	"github.com/sendid/sendid/config"
+	"github.com/sendid/sendid/internal/natstest"
+	"github.com/sendid/sendid/queue"
+)
+
+func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestCheckConfig(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	err := run(context.Background(), []string{"-check-config"}, envMap(map[string]string{
+		"SENDID_BRAZE_URL": "https://rest.iad-01.braze.com", "SENDID_BRAZE_API_KEY": "k"}), nil, &out)
+	if err != nil || !strings.Contains(out.String(), "configuration ok") {
+		t.Fatalf("%v %q", err, out.String())
+	}
+	for name, e := range map[string]map[string]string{
+		"no url":        {"SENDID_BRAZE_API_KEY": "k"},
+		"no key":        {"SENDID_BRAZE_URL": "https://rest.iad-01.braze.com"},
+		"plain http":    {"SENDID_BRAZE_URL": "http://rest.iad-01.braze.com", "SENDID_BRAZE_API_KEY": "k"},
+		"bad cap":       {"SENDID_BRAZE_URL": "https://rest.iad-01.braze.com", "SENDID_BRAZE_API_KEY": "k", "SENDID_DAILY_CAP": "0"},
+		"bad file path": {"SENDID_CONFIG": "/nonexistent.yaml"},
+	} {
+		err := run(context.Background(), []string{"-check-config"}, envMap(e), nil, io.Discard)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%s: err %v, exit %d", name, err, exitCode(err))
+		}
+	}
+	if err := run(context.Background(), []string{"-nope"}, envMap(nil), nil, io.Discard); exitCode(err) != 2 {
+		t.Errorf("bad flag: %v", err)
+	}
+	var ce *config.Error
+	if err := run(context.Background(), nil, envMap(map[string]string{"SENDID_BRAZE_URL": "http://10.1.1.1", "SENDID_BRAZE_API_KEY": "k", "SENDID_HTTP_ADDR": "127.0.0.1:0"}), nil, io.Discard); !errors.As(err, &ce) {
+		t.Errorf("non-loopback http: %v", err)
+	}
+}
+
+// daemon runs run() in-process until the test ends.
+type daemon struct {
+	cancel context.CancelFunc
+	done   chan error
+	http   string
+}
+
+func startDaemon(t *testing.T, env map[string]string, args ...string) *daemon {
+	t.Helper()
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env["SENDID_HTTP_ADDR"] = httpAddr
+	if env["SENDID_LOG_LEVEL"] == "" {
+		env["SENDID_LOG_LEVEL"] = "warn"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemon{cancel: cancel, done: make(chan error, 1), http: "http://" + httpAddr}
+	go func() { d.done <- run(ctx, args, envMap(env), nil, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-d.done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return d
+}
+
+func (d *daemon) status(path string) int {
+	resp, err := http.Get(d.http + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// results subscribes to subject and collects results by job id.
+type results struct {
+	mu  sync.Mutex
+	by  map[string][]queue.Result
+	all int
+}
+
+func subscribe(t *testing.T, nc *nats.Conn, subject string) *results {
+	t.Helper()
+	r := &results{by: map[string][]queue.Result{}}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		var res queue.Result
+		if json.Unmarshal(m.Data, &res) != nil {
+			t.Errorf("bad result %s", m.Data)
+			return
+		}
+		r.mu.Lock()
+		r.by[res.ID] = append(r.by[res.ID], res)
+		r.all++
+		r.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = nc.Flush()
+	return r
+}
+
+func (r *results) finals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rs := range r.by {
+		for _, x := range rs {
+			if x.Status != queue.StatusDeferred {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func publishJobs(t *testing.T, nc *nats.Conn, n int, prefix string) {
+	t.Helper()
+	for i := range n {
+		body := fmt.Sprintf(`{"campaign_id":"c","send_id":"%s-%d","id":"%s-%d","reply_to":"test.results"}`, prefix, i, prefix, i)
+		if err := nc.Publish("sendid.jobs", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// /readyz is 503 while NATS is unreachable and 200 once it is up.
+func TestReadyzFollowsNATS(t *testing.T) {
+	t.Parallel()
+	sim := brazetest.NewServer(brazetest.Options{})
+	t.Cleanup(sim.Close)
+	port := freePort(t)
+	d := startDaemon(t, map[string]string{
+		"SENDID_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", port), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY": "k",
+	})
+	waitFor(t, "healthz", 10*time.Second, func() bool { return d.status("/healthz") == 200 })
+	if got := d.status("/readyz"); got != 503 {
+		t.Fatalf("/readyz = %d without NATS, want 503", got)
+	}
+	natstest.StartOn(t, port)
+	waitFor(t, "/readyz 200 after NATS starts", 20*time.Second, func() bool { return d.status("/readyz") == 200 })
+}
+
+// A 401 fails no job; correcting the key file (no restart) resumes the lane.
+func TestKeyFileRotation(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	sim := brazetest.NewServer(brazetest.Options{Workspaces: []brazetest.Workspace{{Key: "right-key"}}})
+	t.Cleanup(sim.Close)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("wrong-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile})
+	waitFor(t, "ready", 20*time.Second, func() bool { return d.status("/readyz") == 200 })
+	nc, _ := ns.Connect()
+	res := subscribe(t, nc, "test.results")
+	publishJobs(t, nc, 3, "rot")
+	waitFor(t, "a 401 at the simulator", 10*time.Second, func() bool { return len(sim.Requests()) > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if n := res.finals(); n != 0 {
+		t.Fatalf("%d jobs answered with a wrong key", n)
+	}
+	if err := os.WriteFile(keyFile, []byte("right-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 created results after the key file changed", 20*time.Second, func() bool { return res.finals() == 3 })
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	for id, rs := range res.by {
+		if rs[len(rs)-1].Status != "created" {
+			t.Errorf("%s: %+v", id, rs)
+		}
+	}
+}
