@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -82,10 +83,10 @@ func DecodeJob(data []byte, maxBytes int) (Job, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&wire); err != nil {
-		return Job{}, invalid("%s", describeJSONError(err))
+		return looseReplyTo(data), invalid("%s", describeJSONError(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Job{}, invalid("unexpected data after the JSON object")
+		return looseReplyTo(data), invalid("unexpected data after the JSON object")
 	}
 	// From here the body parsed: errors return the job too, so that the
 	// answer can still go to its reply_to.
@@ -110,11 +111,26 @@ func DecodeJob(data []byte, maxBytes int) (Job, error) {
 	return j, nil
 }
 
+// looseReplyTo recovers reply_to from a body that is a JSON object but
+// breaks the strict rules (a wrong type elsewhere, an unknown field), so
+// that its publisher still hears why.
+func looseReplyTo(data []byte) Job {
+	var loose struct {
+		ReplyTo any `json:"reply_to"`
+	}
+	if json.Unmarshal(data, &loose) == nil {
+		if s, ok := loose.ReplyTo.(string); ok {
+			return Job{ReplyTo: s}
+		}
+	}
+	return Job{}
+}
+
 func describeJSONError(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Sprintf("%s must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+		if f := strings.TrimPrefix(te.Field, "Job."); f != "" {
+			return fmt.Sprintf("%s must be %s, not a JSON %s", f, jsonKind(te.Type.Kind().String()), te.Value)
 		}
 		return "body must be a JSON object"
 	}

@@ -51,28 +51,42 @@ func (p *Pacer) limiter(group string) (*rate.Limiter, error) {
 	return l, nil
 }
 
+// Token is a granted pacer token.
+type Token struct {
+	p *Pacer
+	r *rate.Reservation
+}
+
+// Return gives an unused token back (the lane found no job to spend it on).
+func (t Token) Return() {
+	if t.r != nil {
+		t.r.CancelAt(t.p.clock.Now())
+	}
+}
+
 // Wait blocks until the group may make one call, or ctx ends (then the
 // token is returned to the bucket).
-func (p *Pacer) Wait(ctx context.Context, group string) error {
+func (p *Pacer) Wait(ctx context.Context, group string) (Token, error) {
 	l, err := p.limiter(group)
 	if err != nil {
-		return err
+		return Token{}, err
 	}
 	now := p.clock.Now()
 	r := l.ReserveN(now, 1)
 	if !r.OK() {
-		return fmt.Errorf("pacer: group %q cannot grant a token", group)
+		return Token{}, fmt.Errorf("pacer: group %q cannot grant a token", group)
 	}
+	tok := Token{p: p, r: r}
 	d := r.DelayFrom(now)
 	if d <= 0 {
-		return nil
+		return tok, nil
 	}
 	select {
 	case <-p.clock.After(d):
-		return nil
+		return tok, nil
 	case <-ctx.Done():
-		r.CancelAt(p.clock.Now())
-		return ctx.Err()
+		tok.Return()
+		return Token{}, ctx.Err()
 	}
 }
 
@@ -88,8 +102,10 @@ func (p *Pacer) Tokens(group string) float64 {
 // Forecast returns the earliest time the job with ahead jobs before it in
 // the group's backlog can be called, given the group's usage, the tokens in
 // its pacer now, pacing at pol.Interval() and the period calendar. Jobs run
-// in order; each period grants at most the effective cap; a paused group
-// starts its next period with a full burst.
+// in order; each period grants at most the effective cap; the next period
+// starts with the tokens left at the end of this one (refilled while the
+// lane waits, up to the burst), and so does every later one, since a full
+// period refills what its cap spends.
 func Forecast(now time.Time, pol Policy, u Usage, tokens float64, ahead int) time.Time {
 	capN := u.Cap
 	if capN <= 0 {
@@ -108,14 +124,15 @@ func Forecast(now time.Time, pol Policy, u Usage, tokens float64, ahead int) tim
 	// This period: as many jobs as both the ledger and the pacer allow.
 	avail := max(capN-used, 0)
 	fit := int(tokens + float64(per.End.Sub(t))/float64(interval))
-	if n := min(avail, fit); ahead < n {
+	n := min(avail, fit)
+	if ahead < n {
 		return t.Add(paced(ahead, tokens, interval))
-	} else {
-		ahead -= n
 	}
+	ahead -= n
+	next := min(float64(pol.Burst), tokens-float64(n)+float64(per.End.Sub(t))/float64(interval))
 	// Later periods: whole periods of capN jobs each.
 	per = pol.Advance(per, 1+ahead/capN)
-	return per.Start.Add(paced(ahead%capN, float64(pol.Burst), interval))
+	return per.Start.Add(paced(ahead%capN, max(next, 0), interval))
 }
 
 // paced is how long after a start with tokens available the job at index i

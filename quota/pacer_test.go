@@ -41,7 +41,9 @@ func TestForecast(t *testing.T) {
 	// Short periods: cap 5 per 10s, burst 5, 12 jobs at an empty ledger.
 	p10 := quota.Policy{Cap: 5, Burst: 5, Period: 10 * time.Second}
 	t0 := time.Date(2026, 11, 27, 9, 0, 3, 0, time.UTC)
-	for ahead, want := range map[int]time.Time{0: t0, 4: t0, 5: t0.Add(7 * time.Second), 9: t0.Add(7 * time.Second), 10: t0.Add(17 * time.Second)} {
+	// Five jobs spend the burst now; 3.5 tokens refill by 09:00:10, so the
+	// next period's fourth job waits half an interval and the fifth 1.5.
+	for ahead, want := range map[int]time.Time{0: t0, 4: t0, 5: t0.Add(7 * time.Second), 7: t0.Add(7 * time.Second), 8: t0.Add(8 * time.Second), 9: t0.Add(10 * time.Second), 10: t0.Add(17 * time.Second)} {
 		if got := quota.Forecast(t0, p10, quota.Usage{Cap: 5}, 5, ahead); !got.Equal(want) {
 			t.Errorf("10s ahead %d: %s, want %s", ahead, got, want)
 		}
@@ -55,12 +57,13 @@ func TestPacer(t *testing.T) {
 	p.Set("g", quota.Policy{Cap: 10, Burst: 2, Period: 10 * time.Second}) // 1/s
 	ctx := context.Background()
 	for range 2 {
-		if err := p.Wait(ctx, "g"); err != nil {
+		if _, err := p.Wait(ctx, "g"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	wait := func(ctx context.Context) error { _, err := p.Wait(ctx, "g"); return err }
 	done := make(chan error, 1)
-	go func() { done <- p.Wait(ctx, "g") }()
+	go func() { done <- wait(ctx) }()
 	for clock.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -75,7 +78,7 @@ func TestPacer(t *testing.T) {
 	}
 	// Cancellation returns the token.
 	cctx, cancel := context.WithCancel(ctx)
-	go func() { done <- p.Wait(cctx, "g") }()
+	go func() { done <- wait(cctx) }()
 	for clock.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -88,5 +91,12 @@ func TestPacer(t *testing.T) {
 	clock.Advance(time.Second)
 	if tok := p.Tokens("g"); tok < 1.9 {
 		t.Fatalf("tokens %v after refill", tok)
+	}
+	// An unused token goes back.
+	tok, _ := p.Wait(ctx, "g")
+	before := p.Tokens("g")
+	tok.Return()
+	if after := p.Tokens("g"); after < before+0.99 {
+		t.Fatalf("returned token not restored: %v → %v", before, after)
 	}
 }

@@ -146,10 +146,14 @@ func (l *lane) run(ctx, hard context.Context) {
 			}
 			continue
 		}
-		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
+		tok, err := w.o.Pacer.Wait(ctx, l.group)
+		if err != nil {
 			continue
 		}
 		msg, slot, err := l.acquire(ctx)
+		if msg == nil {
+			tok.Return()
+		}
 		var ex *quota.Exhausted
 		switch {
 		case errors.As(err, &ex):
@@ -400,7 +404,11 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 		d := backoff(j.rec.Attempts, w.o.RetryBackoff, w.o.RetryMax, w.jitter)
 		w.log.Info("braze call failed; retrying", zap.String("job_id", j.spec.ID), zap.String("app_group", l.group),
 			zap.Int("attempts", j.rec.Attempts), zap.Duration("backoff", d), zap.Error(o.err))
-		if !w.sleep(ctx, d) || w.o.Pacer.Wait(ctx, l.group) != nil {
+		if !w.sleep(ctx, d) {
+			_ = msg.Nak()
+			return next{}
+		}
+		if _, err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			_ = msg.Nak()
 			return next{}
 		}
