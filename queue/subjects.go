@@ -73,7 +73,8 @@ type ReplyRules struct {
 
 // Check accepts a valid, wildcard-free subject outside the reserved space:
 // nothing starting with '$' (JetStream API, KV, system account) and nothing
-// under the worker's own jobs, ready or dead subjects (which would loop).
+// under the worker's own jobs, ready, dead or control subjects (which would
+// loop or steer the worker).
 func (r ReplyRules) Check(subj string) error {
 	if len(subj) == 0 || len(subj) > 255 {
 		return fmt.Errorf("%w: must be 1-255 bytes", ErrReplyTo)
@@ -95,7 +96,7 @@ func (r ReplyRules) Check(subj string) error {
 			return fmt.Errorf("%w: %q has an empty token", ErrReplyTo, subj)
 		}
 	}
-	for _, own := range []string{".jobs", ".ready", ".dead"} {
+	for _, own := range []string{".jobs", ".ready", ".dead", ".ctl"} {
 		root := r.Prefix + own
 		if subj == root || strings.HasPrefix(subj, root+".") {
 			return fmt.Errorf("%w: %q is under the worker's own %s subjects", ErrReplyTo, subj, root)

@@ -91,6 +91,7 @@ func (l *lane) forecast(ctx context.Context) (int, time.Time, quota.Period, erro
 	ahead := max(int(info.NumPending)+info.NumAckPending-l.held, 0)
 	pol, _ := w.o.Policies.Get(l.group)
 	now := w.o.Clock.Now()
+	u = withPause(u, info.Paused, now.Add(info.PauseRemaining))
 	return ahead, quota.Forecast(now, pol, u, w.o.Pacer.Tokens(l.group), ahead), pol.PeriodAt(now), nil
 }
 

@@ -192,6 +192,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", w.o.Subjects.Ready("*"), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	stopControl, err := w.serveControl(ctx)
+	if err != nil {
+		return fmt.Errorf("control subjects: %w", err)
+	}
+	defer stopControl()
 
 	w.mu.Lock()
 	w.runCtx, w.hardCtx, w.wg, w.running = ctx, hardCtx, &wg, true

@@ -164,10 +164,10 @@ func TestMalformedCorpus(t *testing.T) {
 		{"not json", "sendid.jobs", `hello`, "test.h.1", "invalid_job", "test.h.1"},
 		{"array", "sendid.jobs", `[{"campaign_id":"c"}]`, "test.h.2", "invalid_job", "test.h.2"},
 		{"no campaign", "sendid.jobs", `{"send_id":"s","reply_to":"test.b.3"}`, "", "invalid_job", "test.b.3"},
-		{"numeric campaign", "sendid.jobs", `{"campaign_id":42,"reply_to":"test.b.4"}`, "test.h.4", "invalid_job", "test.h.4"},
+		{"numeric campaign", "sendid.jobs", `{"campaign_id":42,"reply_to":"test.b.4"}`, "test.h.4", "invalid_job", "test.b.4"},
 		{"send_id 65 bytes", "sendid.jobs", `{"campaign_id":"c","send_id":"` + strings.Repeat("s", 65) + `","reply_to":"test.b.5"}`, "", "invalid_job", "test.b.5"},
 		{"send_id non-ascii", "sendid.jobs", `{"campaign_id":"c","send_id":"sé","reply_to":"test.b.6"}`, "", "invalid_job", "test.b.6"},
-		{"unknown field", "sendid.jobs", `{"campaign_id":"c","color":"red","reply_to":"test.b.7"}`, "test.h.7", "invalid_job", "test.h.7"},
+		{"unknown field", "sendid.jobs", `{"campaign_id":"c","color":"red","reply_to":"test.b.7"}`, "test.h.7", "invalid_job", "test.b.7"},
 		{"invalid utf-8", "sendid.jobs", "{\"campaign_id\":\"c\xff\"}", "test.h.8", "invalid_job", "test.h.8"},
 		{"oversized", "sendid.jobs", big, "test.h.9", "invalid_job", "test.h.9"},
 		{"reply to JS API", "sendid.jobs", `{"campaign_id":"c","id":"r1","reply_to":"$JS.API.STREAM.DELETE.SENDID"}`, "", "invalid_reply_to", "sendid.results.default"},
@@ -175,10 +175,12 @@ func TestMalformedCorpus(t *testing.T) {
 		{"wildcard reply", "sendid.jobs", `{"campaign_id":"c","id":"r3","reply_to":"test.*"}`, "", "invalid_reply_to", "sendid.results.default"},
 		{"unknown group", "sendid.jobs.nope", `{"campaign_id":"c","reply_to":"test.b.13"}`, "", "unknown_app_group", "test.b.13"},
 		{"empty send_id", "sendid.jobs", `{"campaign_id":"c","send_id":"","reply_to":"test.b.14"}`, "", "invalid_job", "test.b.14"},
-		{"bad not_after", "sendid.jobs", `{"campaign_id":"c","not_after":"tomorrow","reply_to":"test.b.15"}`, "test.h.15", "invalid_job", "test.h.15"},
+		{"bad not_after", "sendid.jobs", `{"campaign_id":"c","not_after":"tomorrow","reply_to":"test.b.15"}`, "test.h.15", "invalid_job", "test.b.15"},
 		{"reply to KV", "sendid.jobs", `{"campaign_id":"c","id":"r4","reply_to":"$KV.SENDID_LEDGER.x"}`, "", "invalid_reply_to", "sendid.results.default"},
 		{"reply under ready", "sendid.jobs", `{"campaign_id":"c","id":"r5","reply_to":"sendid.ready.default"}`, "", "invalid_reply_to", "sendid.results.default"},
 		{"trailing data", "sendid.jobs", `{"campaign_id":"c"} {}`, "test.h.18", "invalid_job", "test.h.18"},
+		{"reply to control", "sendid.jobs", `{"campaign_id":"c","id":"r6","reply_to":"sendid.ctl.quota"}`, "", "invalid_reply_to", "sendid.results.default"},
+		{"reply to system", "sendid.jobs", `{"campaign_id":"c","id":"r7","reply_to":"$SYS.REQ.SERVER.PING"}`, "", "invalid_reply_to", "sendid.results.default"},
 	}
 	for _, tc := range cases {
 		var hdr []string

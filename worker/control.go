@@ -1,0 +1,107 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/sendid/sendid/queue"
+	"github.com/sendid/sendid/quota"
+)
+
+// GroupStatus is what operators see of an app group (sendidctl quota).
+type GroupStatus struct {
+	Group        string    `json:"app_group"`
+	Cap          int       `json:"cap"`
+	Used         int       `json:"used"`
+	Remaining    int       `json:"remaining"`
+	NextReset    time.Time `json:"next_reset"`
+	Backlog      int       `json:"backlog"`
+	Paused       bool      `json:"paused"`
+	PauseReason  string    `json:"pause_reason,omitempty"`
+	PausedUntil  time.Time `json:"paused_until,omitzero"`
+	BlockedUntil time.Time `json:"blocked_until,omitzero"` // Braze's 429/Remaining 0
+	DrainETA     time.Time `json:"drain_eta,omitzero"`     // when the last job of the backlog is forecast to run
+}
+
+// Status reports every group's quota, backlog, pause state and drain ETA.
+func (w *Worker) Status(ctx context.Context) ([]GroupStatus, error) {
+	var out []GroupStatus
+	for _, g := range w.Groups() {
+		l := w.lane(g)
+		if l == nil || l.cons == nil {
+			continue
+		}
+		u, err := w.o.Ledger.Usage(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		info, err := l.cons.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st := GroupStatus{Group: g, Cap: u.Cap, Used: u.Used, Remaining: u.Remaining, NextReset: u.PeriodEnd.UTC(),
+			Backlog: int(info.NumPending) + info.NumAckPending, BlockedUntil: u.ExhaustedUntil}
+		if until, reason := l.pauseState(); reason != "" {
+			st.Paused, st.PauseReason, st.PausedUntil = true, reason, until
+		}
+		if info.Paused {
+			st.Paused, st.PauseReason, st.PausedUntil = true, "operator", w.o.Clock.Now().Add(info.PauseRemaining).UTC()
+		}
+		if st.Backlog > 0 {
+			pol, _ := w.o.Policies.Get(g)
+			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.Tokens(g), st.Backlog-1).UTC()
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// withPause folds an operator pause into the usage a forecast reads.
+func withPause(u quota.Usage, paused bool, until time.Time) quota.Usage {
+	if paused && until.After(u.ExhaustedUntil) {
+		u.ExhaustedUntil = until
+	}
+	return u
+}
+
+// Control subjects (under the prefix): <prefix>.ctl.quota answers Status as
+// JSON (one replica of the queue group answers); <prefix>.ctl.wake.<group>
+// wakes that group's lane on every replica (sent after pause and resume).
+func ctlQuota(s queue.Subjects) string { return s.QuotaSubject() }
+
+// serveControl subscribes the control subjects until ctx ends.
+func (w *Worker) serveControl(ctx context.Context) (func(), error) {
+	s := w.o.Subjects
+	q, err := w.o.NC.QueueSubscribe(ctlQuota(s), "sendid-ctl", func(m *nats.Msg) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		st, err := w.Status(cctx)
+		var body []byte
+		if err != nil {
+			body, _ = json.Marshal(map[string]string{"error": err.Error()})
+		} else {
+			body, _ = json.Marshal(st)
+		}
+		if err := m.Respond(body); err != nil {
+			w.log.Debug("control reply failed", zap.Error(err))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	wake, err := w.o.NC.Subscribe(s.Prefix+".ctl.wake.*", func(m *nats.Msg) {
+		g := m.Subject[len(s.Prefix+".ctl.wake."):]
+		if l := w.lane(g); l != nil {
+			l.resume()
+		}
+	})
+	if err != nil {
+		_ = q.Unsubscribe()
+		return nil, err
+	}
+	return func() { _ = q.Unsubscribe(); _ = wake.Unsubscribe() }, nil
+}
