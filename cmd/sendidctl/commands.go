@@ -96,7 +96,6 @@ func cmdSubmit(ctx context.Context, args []string, getenv func(string) string, s
 	notAfter := fs.String("not-after", "", "RFC 3339 deadline")
 	meta := fs.String("meta", "", "JSON echoed in results")
 	wait := fs.Bool("wait", false, "wait for the final result, printing deferred notices as they come")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for NATS and, with --wait, for the final result")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -275,6 +274,7 @@ func cmdQuota(ctx context.Context, args []string, getenv func(string) string, st
 func cmdDead(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs, c := newFlags("dead", getenv)
 	all := fs.Bool("all", false, "replay every dead letter")
+	replyTo := fs.String("reply-to", "", "send the replayed jobs' results here instead of their original reply subject")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -316,6 +316,9 @@ func cmdDead(ctx context.Context, args []string, getenv func(string) string, std
 	for _, d := range dead {
 		if !*all && d.Job.ID != pos[1] {
 			continue
+		}
+		if *replyTo != "" {
+			d.Job.ReplyTo = *replyTo
 		}
 		if err := queue.Replay(cctx, js, c.subjects(), rec, d); err != nil {
 			return err

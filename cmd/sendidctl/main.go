@@ -50,7 +50,7 @@ commands:
   submit   [--group G] [--campaign C --send-id S --id I --not-after T --meta JSON] [--wait]   (or a JSON job on stdin)
   quota    [group]                 cap, used, remaining, next reset, backlog, pause state, drain ETA
   dead ls                          dead-lettered jobs
-  dead replay <id>|--all           send dead letters back through admission
+  dead replay <id>|--all [--reply-to S]  send dead letters back through admission
   pause <group> [--until RFC3339]  stop a group's calls on every replica
   resume <group>                   resume it
 
