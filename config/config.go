@@ -153,6 +153,15 @@ func (e *Error) Error() string {
 	return "config: " + strconv.Itoa(len(e.Problems)) + " problems:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
+// EnvNames lists every environment variable sendid-worker reads (the
+// deployment manifests are checked against it).
+var EnvNames = []string{
+	"SENDID_CONFIG", "SENDID_NATS_URL", "SENDID_BRAZE_URL", "SENDID_BRAZE_API_KEY", "SENDID_BRAZE_API_KEY_FILE",
+	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
+	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
+	"SENDID_SHUTDOWN_TIMEOUT",
+}
+
 // Load applies defaults, then the YAML file at path (if any), then the
 // SENDID_* variables read through getenv.
 func Load(path string, getenv func(string) string) (*Config, error) {

@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
+	"github.com/sendid/sendid/internal/ops"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/worker"
@@ -25,32 +24,11 @@ import (
 // serveHTTP serves /metrics, /healthz, /readyz, /loglevel (and pprof when
 // asked) until Shutdown. done closes when the server has stopped.
 func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	// zap's AtomicLevel serves GET {"level":"info"} and PUT {"level":"debug"}.
-	mux.Handle("/loglevel", level)
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: ops.Handler(reg, level, ready, withPprof), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -1,0 +1,357 @@
+package deployments_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sendid/sendid/config"
+	"github.com/sendid/sendid/internal/ops"
+)
+
+// docs decodes every YAML document of a file.
+func docs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var out []map[string]any
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if d != nil {
+			out = append(out, d)
+		}
+	}
+}
+
+// get walks a decoded YAML tree: keys for maps, ints for lists.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	return p
+}
+
+func files(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(".", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, ".md") {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Every SENDID_* name in any deployment file is one the binary reads.
+func TestEnvNames(t *testing.T) {
+	re := regexp.MustCompile(`SENDID_[A-Z_]+`)
+	for _, f := range files(t) {
+		b, _ := os.ReadFile(f)
+		for _, name := range re.FindAllString(string(b), -1) {
+			if !slices.Contains(config.EnvNames, name) {
+				t.Errorf("%s: %s is not an environment variable sendid-worker reads", f, name)
+			}
+		}
+	}
+}
+
+// Every YAML file parses; every embedded sendid config parses strictly and
+// validates.
+func TestConfigs(t *testing.T) {
+	for _, f := range files(t) {
+		if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
+			docs(t, f)
+		}
+	}
+	check := func(name string, data []byte) {
+		c, err := config.Parse(data, func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := c.Validate(false); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	b, err := os.ReadFile("sendid.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("sendid.example.yaml", b)
+	cm := docs(t, "kubernetes/configmap.yaml")[0]
+	check("kubernetes/configmap.yaml", []byte(str(get(cm, "data", "sendid.yaml"))))
+}
+
+// The operations paths the manifests name are served by the binary's handler.
+func TestOpsPathsServed(t *testing.T) {
+	srv := httptest.NewServer(ops.Handler(prometheus.NewRegistry(), zap.NewAtomicLevel(), func() error { return nil }, false))
+	defer srv.Close()
+	for _, p := range []string{ops.HealthPath, ops.ReadyPath, ops.MetricsPath, ops.LogLevelPath} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+}
+
+func TestKubernetes(t *testing.T) {
+	dep := docs(t, "kubernetes/deployment.yaml")[0]
+	if get(dep, "spec", "replicas") != 2 {
+		t.Errorf("replicas %v, want 2", get(dep, "spec", "replicas"))
+	}
+	pod := get(dep, "spec", "template", "spec")
+	c := get(pod, "containers", 0)
+	httpAddr := config.Default().HTTPAddr
+	for _, e := range get(c, "env").([]any) {
+		if str(get(e, "name")) == "SENDID_HTTP_ADDR" {
+			httpAddr = str(get(e, "value"))
+		}
+	}
+	var portName string
+	for _, p := range get(c, "ports").([]any) {
+		if get(p, "containerPort") == mustAtoi(t, port(t, httpAddr)) {
+			portName = str(get(p, "name"))
+		}
+	}
+	if portName == "" {
+		t.Fatalf("no containerPort for the HTTP address %s", httpAddr)
+	}
+	for probe, path := range map[string]string{"livenessProbe": ops.HealthPath, "readinessProbe": ops.ReadyPath} {
+		if got := str(get(c, probe, "httpGet", "path")); got != path {
+			t.Errorf("%s path %q, want %q", probe, got, path)
+		}
+		if got := get(c, probe, "httpGet", "port"); got != portName {
+			t.Errorf("%s port %v, want %q", probe, got, portName)
+		}
+	}
+	if get(pod, "securityContext", "runAsNonRoot") != true || get(c, "securityContext", "readOnlyRootFilesystem") != true ||
+		get(c, "securityContext", "allowPrivilegeEscalation") != false {
+		t.Error("the container must run as non-root with a read-only root filesystem and no privilege escalation")
+	}
+	if get(c, "resources", "requests") == nil || get(c, "resources", "limits") == nil {
+		t.Error("resources missing")
+	}
+	// -config points into the ConfigMap mount; key files into the Secret mount.
+	args := get(c, "args").([]any)
+	mounts := map[string]string{}
+	for _, m := range get(c, "volumeMounts").([]any) {
+		mounts[str(get(m, "name"))] = str(get(m, "mountPath"))
+	}
+	if len(args) != 2 || args[0] != "-config" || str(args[1]) != mounts["config"]+"/sendid.yaml" {
+		t.Errorf("args %v do not name the mounted config %s/sendid.yaml", args, mounts["config"])
+	}
+	cm := docs(t, "kubernetes/configmap.yaml")[0]
+	cfg, err := config.Parse([]byte(str(get(cm, "data", "sendid.yaml"))), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := docs(t, "kubernetes/secret.yaml")[0]
+	for _, g := range cfg.Groups() {
+		dir, key := filepath.Split(g.APIKeyFile)
+		if filepath.Clean(dir) != mounts["braze-keys"] || get(secret, "stringData", key) == nil {
+			t.Errorf("group %s key file %s is not a key of the mounted Secret", g.Name, g.APIKeyFile)
+		}
+	}
+	if p := port(t, cfg.HTTPAddr); p != port(t, httpAddr) {
+		t.Errorf("ConfigMap http_addr port %s differs from the container's %s", p, port(t, httpAddr))
+	}
+	// Service → container port; ServiceMonitor → Service port and metrics path.
+	var svcPort string
+	kinds := map[string]bool{}
+	for _, d := range docs(t, "kubernetes/service.yaml") {
+		kinds[str(d["kind"])] = true
+		switch d["kind"] {
+		case "Service":
+			svcPort = str(get(d, "spec", "ports", 0, "name"))
+			if tp := get(d, "spec", "ports", 0, "targetPort"); tp != portName {
+				t.Errorf("Service targetPort %v, want %q", tp, portName)
+			}
+		case "ServiceMonitor":
+			if p := str(get(d, "spec", "endpoints", 0, "path")); p != ops.MetricsPath {
+				t.Errorf("ServiceMonitor path %q", p)
+			}
+			if p := str(get(d, "spec", "endpoints", 0, "port")); p != svcPort {
+				t.Errorf("ServiceMonitor port %q, Service port %q", p, svcPort)
+			}
+		}
+	}
+	for _, k := range []string{"Service", "PodDisruptionBudget", "ServiceMonitor"} {
+		if !kinds[k] {
+			t.Errorf("no %s", k)
+		}
+	}
+}
+
+func TestCompose(t *testing.T) {
+	d := docs(t, "docker-compose.yaml")[0]
+	services := get(d, "services").(map[string]any)
+	simArgs := get(services, "brazesim", "entrypoint").([]any)
+	simAddr := ""
+	for i, a := range simArgs {
+		if a == "-addr" {
+			simAddr = str(simArgs[i+1])
+		}
+	}
+	published := map[string]bool{}
+	for _, p := range get(services, "brazesim", "ports").([]any) {
+		published[str(p)[strings.LastIndex(str(p), ":")+1:]] = true
+	}
+	workers := 0
+	for name, s := range services {
+		env, _ := get(s, "environment").(map[string]any)
+		if env == nil {
+			continue
+		}
+		workers++
+		if u := str(env["SENDID_BRAZE_URL"]); !strings.HasSuffix(u, ":"+port(t, simAddr)) {
+			t.Errorf("%s: SENDID_BRAZE_URL %s does not reach brazesim at %s", name, u, simAddr)
+		}
+		if p := port(t, str(env["SENDID_HTTP_ADDR"])); !published[p] {
+			t.Errorf("%s: HTTP port %s is not published", name, p)
+		}
+	}
+	if workers != 2 {
+		t.Errorf("%d worker services, want 2", workers)
+	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	f, err := os.Open("systemd/sendid-worker.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kv := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "[") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("not key=value: %q", line)
+		}
+		kv[k] = append(kv[k], v)
+	}
+	env := map[string]string{}
+	for _, e := range kv["Environment"] {
+		k, v, _ := strings.Cut(e, "=")
+		env[k] = v
+	}
+	exec := strings.Fields(kv["ExecStart"][0])
+	if exec[0] != "/usr/local/bin/sendid-worker" || len(exec) != 3 || exec[1] != "-config" || exec[2] != env["SENDID_CONFIG"] {
+		t.Errorf("ExecStart %v does not match SENDID_CONFIG %q", exec, env["SENDID_CONFIG"])
+	}
+	if u := kv["User"]; len(u) != 1 || u[0] == "root" || u[0] == "" {
+		t.Errorf("User %v", u)
+	}
+	for _, k := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"} {
+		key, want, _ := strings.Cut(k, "=")
+		if got := kv[key]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %v, want %s", key, got, want)
+		}
+	}
+	if r := kv["ExecReload"]; len(r) != 1 || !strings.Contains(r[0], "-HUP") {
+		t.Errorf("ExecReload %v should send SIGHUP", r)
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, "EXPOSE "+port(t, config.Default().HTTPAddr)) {
+		t.Error("EXPOSE does not match the default HTTP port")
+	}
+	if !regexp.MustCompile(`(?m)^USER 65532`).MatchString(s) || !strings.Contains(s, "CGO_ENABLED=0") {
+		t.Error("the image must be static and run as a non-root user")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker not installed: image build skipped")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
+		t.Skip("no Docker engine reachable (docker info failed): image build skipped")
+	}
+	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer bcancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(bctx, "docker", "build", "-f", "deployments/Dockerfile", "-t", "sendid:test", ".")
+	cmd.Dir = ".."
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out.String())
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("not a port: %q", s)
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
