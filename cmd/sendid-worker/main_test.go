@@ -221,3 +221,46 @@ func TestKeyFileRotation(t *testing.T) {
 		}
 	}
 }
+
+// metric returns the value of the sample whose line starts with name{labels}.
+func metric(t *testing.T, d *daemon, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(d.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+// /metrics shows job counters, Braze requests and the quota gauges moving.
+func TestMetricsMove(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	sim := brazetest.NewServer(brazetest.Options{})
+	t.Cleanup(sim.Close)
+	d := startDaemon(t, map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY": "k", "SENDID_DAILY_CAP": "50"})
+	waitFor(t, "ready", 20*time.Second, func() bool { return d.status("/readyz") == 200 })
+	created := `sendid_jobs_total{app_group="default",status="created"}`
+	used, remaining := `sendid_quota_used{app_group="default"}`, `sendid_quota_remaining{app_group="default"}`
+	requests := `sendid_braze_requests_total{app_group="default",code="201"}`
+	if metric(t, d, created) != 0 || metric(t, d, used) != 0 || metric(t, d, remaining) != 50 || metric(t, d, `sendid_nats_connected`) != 1 {
+		t.Fatalf("before: created %v used %v remaining %v", metric(t, d, created), metric(t, d, used), metric(t, d, remaining))
+	}
+	nc, _ := ns.Connect()
+	res := subscribe(t, nc, "test.results")
+	publishJobs(t, nc, 2, "m")
+	waitFor(t, "2 results", 10*time.Second, func() bool { return res.finals() == 2 })
+	if metric(t, d, created) != 2 || metric(t, d, used) != 2 || metric(t, d, remaining) != 48 || metric(t, d, requests) != 2 ||
+		metric(t, d, `sendid_braze_request_duration_seconds_count{app_group="default"}`) != 2 {
+		t.Fatalf("after: created %v used %v remaining %v requests %v", metric(t, d, created), metric(t, d, used), metric(t, d, remaining), metric(t, d, requests))
+	}
+}
