@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -29,9 +30,9 @@ type lane struct {
 	resumeCh chan struct{} // configuration changed: end a pause early
 	running  atomic.Bool
 
-	// snap orders slot-taking against forecasts: a reserved slot whose
-	// message is in flight is counted by the ledger and by the consumer's
-	// ack-pending; held lets forecast count it once.
+	// snap orders slot-taking and acks against forecasts: a slot held for a
+	// message is counted by the ledger and (as pending or ack-pending) by the
+	// consumer; held lets forecast count it once.
 	snap sync.Mutex
 	held int
 
@@ -158,7 +159,9 @@ func (l *lane) run(ctx, hard context.Context) {
 		var ex *quota.Exhausted
 		switch {
 		case errors.As(err, &ex):
-			l.pause(ctx, ex.Until, "quota")
+			// Look again after at most maxQuotaPause: another replica's
+			// momentary probe, a released slot or a raised cap may free one.
+			l.pause(ctx, earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), "quota")
 			continue
 		case err != nil:
 			if ctx.Err() == nil {
@@ -190,48 +193,58 @@ func (l *lane) run(ctx, hard context.Context) {
 
 // acquire takes a slot and then one message; it gives the slot back when
 // there is no message. A nil message with a nil error means the FIFO looks
-// empty. A wake-up can arrive a moment before the stream has stored the
-// message, so an empty fetch is retried briefly, without holding snap.
+// empty.
+//
+// The fetch waits at most fetchWait and never holds snap: the slot counts as
+// held (for forecasts) from its reservation to its release or the job's ack.
+// FetchNoWait is not used: it sets no expiry, and a paused consumer with
+// pending messages parks such a request, so it could block forever.
 func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
-	for try := range 3 {
-		if try > 0 && !l.w.sleep(ctx, time.Duration(try)*20*time.Millisecond) {
-			return nil, quota.Slot{}, ctx.Err()
-		}
-		msg, slot, err := l.tryAcquire(ctx)
-		if msg != nil || err != nil {
-			return msg, slot, err
-		}
-	}
-	return nil, quota.Slot{}, nil
-}
-
-func (l *lane) tryAcquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 	w := l.w
 	l.snap.Lock()
-	defer l.snap.Unlock()
 	slot, err := w.o.Ledger.Reserve(ctx, l.group)
+	if err == nil {
+		l.held = 1
+	}
+	l.snap.Unlock()
 	if err != nil {
 		return nil, quota.Slot{}, err
 	}
-	batch, err := l.cons.FetchNoWait(1)
 	var msg jetstream.Msg
+	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 	if err == nil {
 		for m := range batch.Messages() {
 			msg = m
 		}
-		if err = batch.Error(); errors.Is(err, jetstream.ErrNoMessages) {
+		if err = batch.Error(); errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
 			err = nil
 		}
 	}
 	if msg == nil {
+		l.snap.Lock()
 		if rerr := w.o.Ledger.Release(context.WithoutCancel(ctx), slot); rerr != nil {
 			w.log.Warn("slot not released", zap.String("app_group", l.group), zap.Error(rerr))
 		}
+		l.held = 0
+		l.snap.Unlock()
 		return nil, quota.Slot{}, err
 	}
-	l.held = 1
 	return msg, slot, nil
 }
+
+// maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
+const maxQuotaPause = 2 * time.Minute
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// fetchWait bounds a lane's wait for a message it was told about: a wake-up
+// can arrive a moment before the stream has stored the message.
+const fetchWait = 500 * time.Millisecond
 
 // job is the state of one fetched message while the lane works on it.
 type job struct {
