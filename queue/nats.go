@@ -25,7 +25,8 @@ type ConnOptions struct {
 	KeyFile       string
 	ReconnectWait time.Duration
 	// RetryOnFailedConnect keeps trying when no server is reachable at start
-	// (the worker reports not-ready meanwhile) instead of failing.
+	// (the worker reports not-ready meanwhile) instead of failing. TLS and
+	// authentication failures still fail at once.
 	RetryOnFailedConnect bool
 	Log                  *zap.Logger
 }
@@ -47,7 +48,6 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		nats.ReconnectWait(wait),
 		nats.ReconnectJitter(wait/2, wait),
 		nats.PingInterval(20 * time.Second),
-		nats.RetryOnFailedConnect(o.RetryOnFailedConnect),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
@@ -82,11 +82,34 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		}
 		opts = append(opts, nats.Secure(cfg))
 	}
+	if o.RetryOnFailedConnect {
+		// One plain attempt first: a server that is down is worth waiting
+		// for, but one that fails TLS verification or refuses our
+		// credentials is a configuration fault to report, not to retry.
+		nc, err := nats.Connect(o.URL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if fatalConnectError(err) {
+			return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+		}
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
 	}
 	return nc, nil
+}
+
+// fatalConnectError reports TLS verification and authentication failures.
+func fatalConnectError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	return errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) ||
+		errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted)
 }
 
 func tlsConfig(o ConnOptions) (*tls.Config, error) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,4 +269,92 @@ func TestMetricsMove(t *testing.T) {
 		metric(t, d, `sendid_braze_request_duration_seconds_count{app_group="default"}`) != 2 {
 		t.Fatalf("after: created %v used %v remaining %v requests %v", metric(t, d, created), metric(t, d, used), metric(t, d, remaining), metric(t, d, requests))
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSecretsNeverPrinted runs the daemon at debug level through rejected
+// keys, a key rotation, successes and a SIGHUP reload, and greps every byte
+// it printed, its metrics, its log-level endpoint and -check-config output
+// for the keys.
+func TestSecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const wrong, right = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210"
+	ns := natstest.Start(t)
+	// (A server echoing the key back is covered by braze's TestKeyNeverPrinted.)
+	sim := brazetest.NewServer(brazetest.Options{Workspaces: []brazetest.Workspace{{Key: right}}})
+	t.Cleanup(sim.Close)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(wrong), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
+		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envMap(env), hup, &out) }()
+	d := &daemon{http: "http://" + env["SENDID_HTTP_ADDR"]}
+	waitFor(t, "ready", 20*time.Second, func() bool { return d.status("/readyz") == 200 })
+	nc, _ := ns.Connect()
+	res := subscribe(t, nc, "test.results")
+	publishJobs(t, nc, 3, "sec")
+	waitFor(t, "a 401", 10*time.Second, func() bool { return len(sim.Requests()) > 0 })
+	if err := os.WriteFile(keyFile, []byte(right), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 results", 20*time.Second, func() bool { return res.finals() == 3 })
+	hup <- syscall.SIGHUP
+	time.Sleep(200 * time.Millisecond)
+
+	var scraped strings.Builder
+	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz"} {
+		resp, err := http.Get(d.http + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		scraped.Write(b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var check strings.Builder
+	_ = run(context.Background(), []string{"-check-config"}, envMap(env), nil, &check)
+
+	all := out.String() + scraped.String() + check.String()
+	if !strings.Contains(out.String(), "BRAZE REJECTED THE CONFIGURATION") || !strings.Contains(out.String(), "configuration reloaded") {
+		t.Fatalf("the run did not go through the 401 and the reload:\n%s", tail(out.String(), 3000))
+	}
+	for _, k := range []string{wrong, right, wrong[3:], right[3:]} {
+		if strings.Contains(all, k) {
+			t.Fatalf("secret %q printed", k)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
