@@ -1,10 +1,13 @@
 // Package natstest runs embedded nats-server instances with JetStream for
 // tests: a single server on a loopback port with its own store directory,
-// restartable on the same directory and port.
+// restartable on the same directory and port, or a 3-node cluster.
 package natstest
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +87,94 @@ func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
 		s.t.Fatalf("jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// Cluster is an in-process JetStream cluster.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*server.Server
+	opts  []*server.Options
+}
+
+// StartCluster runs n JetStream nodes routed to each other on loopback.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", p))
+		routes = append(routes, u)
+	}
+	c := &Cluster{t: t}
+	for i := range n {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+			NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "sendid-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  routes,
+		}
+		ns, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		c.Nodes, c.opts = append(c.Nodes, ns), append(c.opts, o)
+	}
+	for _, ns := range c.Nodes {
+		if !ns.ReadyForConnections(20 * time.Second) {
+			t.Fatal("cluster node not ready")
+		}
+	}
+	t.Cleanup(func() {
+		for _, ns := range c.Nodes {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+	})
+	// JetStream needs a meta leader before streams can be created.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ready := false
+		for _, ns := range c.Nodes {
+			if ns.JetStreamIsLeader() {
+				ready = true
+			}
+		}
+		if ready {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no JetStream meta leader after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URLs is the comma-separated client URL list of every node.
+func (c *Cluster) URLs() string {
+	var s []string
+	for _, ns := range c.Nodes {
+		s = append(s, ns.ClientURL())
+	}
+	return strings.Join(s, ",")
+}
+
+// Kill shuts down the node named name.
+func (c *Cluster) Kill(name string) bool {
+	for _, ns := range c.Nodes {
+		if ns.Name() == name {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return true
+		}
+	}
+	return false
 }
