@@ -232,6 +232,9 @@ func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 	return msg, slot, nil
 }
 
+// periodGuard is how close to a period's end a call is never started.
+const periodGuard = 100 * time.Millisecond
+
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
 const maxQuotaPause = 2 * time.Minute
 
@@ -331,9 +334,15 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 			l.finish(hard, j, r, true)
 			return next{}
 		}
-		if !slot.Period.Contains(now) {
-			// The period turned while we waited: that slot was never used.
+		if !slot.Period.Contains(now) || slot.Period.End.Sub(now) < periodGuard {
+			// The period turned (or is about to) while we waited: that slot
+			// was never used. A call that leaves just before the boundary
+			// could land in Braze's next period, uncounted there.
 			release()
+			if d := slot.Period.End.Sub(now); d > 0 && !w.sleep(ctx, d) {
+				_ = msg.Nak()
+				return next{}
+			}
 			if slot, err = w.o.Ledger.Reserve(ctx, l.group); err != nil {
 				return l.putBack(j, "", err)
 			}

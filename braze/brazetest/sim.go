@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -81,6 +82,9 @@ type Stats struct {
 	PairsTwice     int            // distinct pairs requested again after being created
 	Faults         int            // injected failures
 	CallsPerPeriod map[string]int // "<key>@<period start RFC3339>" → charged calls
+	// RequestsPerPeriod counts every authenticated request, whatever its
+	// answer ("Braze may count failed calls").
+	RequestsPerPeriod map[string]int
 }
 
 type workspace struct {
@@ -125,6 +129,7 @@ func New(opts Options) *Sim {
 		failCounts: map[string]int{},
 	}
 	s.stats.CallsPerPeriod = map[string]int{}
+	s.stats.RequestsPerPeriod = map[string]int{}
 	for _, w := range opts.Workspaces {
 		s.addWorkspace(w)
 	}
@@ -210,10 +215,8 @@ func (s *Sim) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.CallsPerPeriod = make(map[string]int, len(s.stats.CallsPerPeriod))
-	for k, v := range s.stats.CallsPerPeriod {
-		st.CallsPerPeriod[k] = v
-	}
+	st.CallsPerPeriod = maps.Clone(s.stats.CallsPerPeriod)
+	st.RequestsPerPeriod = maps.Clone(s.stats.RequestsPerPeriod)
 	return st
 }
 
@@ -245,8 +248,15 @@ type createBody struct {
 	SendID     *string `json:"send_id"`
 }
 
-// ServeHTTP implements the endpoint.
+// StatsPath serves Stats as JSON (not part of Braze's API).
+const StatsPath = "/_sim/stats"
+
+// ServeHTTP implements the endpoint, and Stats at StatsPath.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == StatsPath && r.Method == http.MethodGet {
+		writeJSON(w, http.StatusOK, s.Stats())
+		return
+	}
 	if r.URL.Path != braze.Path {
 		writeJSON(w, http.StatusNotFound, errorBody{Message: "Not Found"})
 		return
@@ -315,6 +325,7 @@ func (s *Sim) decideLocked(r *http.Request, body []byte, key string, hasKey bool
 	if ps := periodStart(now, ws.Period); !ps.Equal(ws.periodStart) {
 		ws.periodStart, ws.used = ps, 0
 	}
+	s.stats.RequestsPerPeriod[key+"@"+ws.periodStart.Format(time.RFC3339)]++
 	defer func() {
 		a.rl = []string{strconv.Itoa(ws.Cap), strconv.Itoa(max(ws.Cap-ws.used, 0)), strconv.FormatInt(ws.periodStart.Add(ws.Period).Unix(), 10)}
 	}()
