@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,6 +19,9 @@ type KV struct {
 	kv    jetstream.KeyValue
 	pols  *Policies
 	clock Clock
+
+	mu   sync.Mutex
+	last map[string]record // the record last read or written per key
 }
 
 var _ Ledger = (*KV)(nil)
@@ -28,7 +32,7 @@ const maxCASTries = 1000
 
 // NewKV returns a ledger over the bucket kv.
 func NewKV(kv jetstream.KeyValue, pols *Policies, clock Clock) *KV {
-	return &KV{kv: kv, pols: pols, clock: clock}
+	return &KV{kv: kv, pols: pols, clock: clock, last: map[string]record{}}
 }
 
 // update applies fn to the record under key with compare-and-swap, retrying
@@ -52,12 +56,15 @@ func (l *KV) update(ctx context.Context, key string, fn func(record) (record, er
 		}
 		next, err := fn(rec)
 		if err != nil {
+			l.remember(key, rec)
 			return err
 		}
 		if next == rec && rev != 0 {
+			l.remember(key, rec)
 			return nil
 		}
 		data, _ := json.Marshal(next)
+		l.remember(key, next)
 		if rev == 0 {
 			_, err = l.kv.Create(ctx, key, data)
 		} else {
@@ -117,11 +124,35 @@ func (l *KV) Sync(ctx context.Context, group string, obs Observation) error {
 		if i == 0 {
 			fn = func(r record) (record, error) { return r.sync(obs, now), nil }
 		}
-		if err := l.update(ctx, Key(group, per), fn); err != nil {
+		key := Key(group, per)
+		// Sync only raises counts and extends blocks: when it would not
+		// change the record we last saw, it cannot change a newer one.
+		if seen, ok := l.seen(key); ok {
+			if next, _ := fn(seen); next == seen {
+				continue
+			}
+		}
+		if err := l.update(ctx, key, fn); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (l *KV) remember(key string, r record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.last) > 4096 { // keys of old periods; cheap to forget
+		clear(l.last)
+	}
+	l.last[key] = r
+}
+
+func (l *KV) seen(key string) (record, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.last[key]
+	return r, ok
 }
 
 // Usage implements Ledger.

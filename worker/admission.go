@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,7 +61,7 @@ func (a *admission) answer(ctx context.Context, msg jetstream.Msg, dest string, 
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	if err := msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", r.ID), zap.Error(err))
 	}
 	w.o.Metrics.Jobs.WithLabelValues(r.AppGroup, r.Status).Inc()
@@ -157,9 +158,9 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	// Duplicates are answered from stored records, without spending quota.
-	rec, _, err := w.o.Records.Job(ctx, id)
+	rec, pair, paired, stage, err := w.records(ctx, id, group, job)
 	if err != nil {
-		a.retryLater(msg, "job_record", id, err)
+		a.retryLater(msg, stage, id, err)
 		return
 	}
 	if rec.Final != nil {
@@ -168,17 +169,10 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 		a.answer(ctx, msg, dest, stored)
 		return
 	}
-	if job.SendID != "" {
-		pair, ok, err := w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID)
-		if err != nil {
-			a.retryLater(msg, "pair_record", id, err)
-			return
-		}
-		if ok {
-			res.Status, res.SendID, res.Duplicate = queue.StatusCreated, pair.SendID, true
-			a.answer(ctx, msg, dest, res)
-			return
-		}
+	if paired {
+		res.Status, res.SendID, res.Duplicate = queue.StatusCreated, pair.SendID, true
+		a.answer(ctx, msg, dest, res)
+		return
 	}
 
 	// Forecast, then admit.
@@ -198,7 +192,7 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 		a.retryLater(msg, "admit", id, err)
 		return
 	}
-	l.admitted()
+	l.admitted() // counts the job into the forecast snapshot
 	w.o.Metrics.Admitted.WithLabelValues(group).Inc()
 	if !eta.Before(per.End) {
 		pol, _ := w.o.Policies.Get(group)
@@ -217,9 +211,33 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 		w.log.Info("job deferred", zap.String("job_id", id), zap.String("app_group", group), zap.Time("deferred_until", until),
 			zap.Time("eta", etaUTC), zap.Int("position", position))
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		// Redelivery re-admits under the same Nats-Msg-Id: the stream drops it.
+	// A plain ack: after a lost ack the redelivery re-admits under the same
+	// Nats-Msg-Id, and the stream drops it.
+	if err := msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", id), zap.Error(err))
 	}
 	w.log.Debug("job admitted", zap.String("job_id", id), zap.String("app_group", group), zap.Int("position", position))
+}
+
+// records reads a job's record and, when it names a send_id, its pair's
+// record, in parallel. stage names what failed.
+func (w *Worker) records(ctx context.Context, id, group string, job queue.Job) (queue.JobRecord, queue.PairRecord, bool, string, error) {
+	var (
+		pair    queue.PairRecord
+		paired  bool
+		pairErr error
+		wg      sync.WaitGroup
+	)
+	if job.SendID != "" {
+		wg.Go(func() { pair, paired, pairErr = w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID) })
+	}
+	rec, _, err := w.o.Records.Job(ctx, id)
+	wg.Wait()
+	switch {
+	case err != nil:
+		return rec, pair, false, "job_record", err
+	case pairErr != nil:
+		return rec, pair, false, "pair_record", pairErr
+	}
+	return rec, pair, paired, "", nil
 }

@@ -35,6 +35,16 @@ type lane struct {
 	// consumer; held lets forecast count it once.
 	snap sync.Mutex
 	held int
+	// fc is admission's forecast snapshot (guarded by snap): refreshed from
+	// the ledger and the consumer at most every fcMaxAge, and counting the
+	// jobs admitted since. Lanes move a job from "ahead" to "used", which
+	// leaves their sum — what decides a deferral — unchanged.
+	fc struct {
+		u     quota.Usage
+		ahead int
+		at    time.Time
+		pause time.Time
+	}
 
 	pmu         sync.Mutex
 	pausedUntil time.Time
@@ -67,7 +77,15 @@ func (l *lane) resumeChan() chan struct{} {
 	return l.resumeCh
 }
 
-func (l *lane) admitted() { l.poke() }
+func (l *lane) admitted() {
+	l.snap.Lock()
+	l.fc.ahead++
+	l.snap.Unlock()
+	l.poke()
+}
+
+// fcMaxAge is how old admission's forecast snapshot may get.
+const fcMaxAge = 500 * time.Millisecond
 
 func (l *lane) pauseState() (time.Time, string) {
 	l.pmu.Lock()
@@ -79,21 +97,29 @@ func (l *lane) pauseState() (time.Time, string) {
 // is forecast to be called, and the current period.
 func (l *lane) forecast(ctx context.Context) (int, time.Time, quota.Period, error) {
 	w := l.w
-	l.snap.Lock()
-	defer l.snap.Unlock()
-	info, err := l.cons.Info(ctx)
-	if err != nil {
-		return 0, time.Time{}, quota.Period{}, err
-	}
-	u, err := w.o.Ledger.Usage(ctx, l.group)
-	if err != nil {
-		return 0, time.Time{}, quota.Period{}, err
-	}
-	ahead := max(int(info.NumPending)+info.NumAckPending-l.held, 0)
 	pol, _ := w.o.Policies.Get(l.group)
 	now := w.o.Clock.Now()
-	u = withPause(u, info.Paused, now.Add(info.PauseRemaining))
-	return ahead, quota.Forecast(now, pol, u, w.o.Pacer.Tokens(l.group), ahead), pol.PeriodAt(now), nil
+	per := pol.PeriodAt(now)
+	l.snap.Lock()
+	defer l.snap.Unlock()
+	if now.Sub(l.fc.at) > fcMaxAge || !l.fc.u.PeriodEnd.Equal(per.End) {
+		info, err := l.cons.Info(ctx)
+		if err != nil {
+			return 0, time.Time{}, quota.Period{}, err
+		}
+		u, err := w.o.Ledger.Usage(ctx, l.group)
+		if err != nil {
+			return 0, time.Time{}, quota.Period{}, err
+		}
+		l.fc.u, l.fc.at = u, now
+		l.fc.ahead = max(int(info.NumPending)+info.NumAckPending-l.held, 0)
+		l.fc.pause = time.Time{}
+		if info.Paused {
+			l.fc.pause = now.Add(info.PauseRemaining)
+		}
+	}
+	u := withPause(l.fc.u, !l.fc.pause.IsZero(), l.fc.pause)
+	return l.fc.ahead, quota.Forecast(now, pol, u, w.o.Pacer.Tokens(l.group), l.fc.ahead), per, nil
 }
 
 func (l *lane) backlog(ctx context.Context) bool {
@@ -232,8 +258,11 @@ func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 	return msg, slot, nil
 }
 
-// periodGuard is how close to a period's end a call is never started.
-const periodGuard = 100 * time.Millisecond
+// periodGuard is how close to a period's end a call is never started:
+// 100ms, or 1% of a short period.
+func periodGuard(p quota.Period) time.Duration {
+	return min(100*time.Millisecond, p.End.Sub(p.Start)/100)
+}
 
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
 const maxQuotaPause = 2 * time.Minute
@@ -290,10 +319,23 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 	stopTicker := l.keepAlive(hard, msg)
 	defer stopTicker()
 
+	var (
+		pair   queue.PairRecord
+		paired bool
+		pErr   error
+		wg     sync.WaitGroup
+	)
+	if j.spec.SendID != "" {
+		wg.Go(func() { pair, paired, pErr = w.o.Records.Pair(hard, l.group, j.spec.CampaignID, j.spec.SendID) })
+	}
 	j.rec, j.rev, err = w.o.Records.Job(hard, j.spec.ID)
+	wg.Wait()
+	if err == nil && pErr != nil {
+		err = pErr
+	}
 	if err != nil {
 		release()
-		return l.putBack(j, "job_record", err)
+		return l.putBack(j, "record", err)
 	}
 	if j.rec.Final != nil {
 		release()
@@ -310,19 +352,12 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 		return next{}
 	}
 	j.rec.ID, j.rec.AppGroup, j.rec.Owner = j.spec.ID, l.group, j.seq
-	if j.spec.SendID != "" {
-		pair, ok, err := w.o.Records.Pair(hard, l.group, j.spec.CampaignID, j.spec.SendID)
-		if err != nil {
-			release()
-			return l.putBack(j, "pair_record", err)
-		}
-		if ok {
-			release()
-			r := j.result(queue.StatusCreated)
-			r.SendID, r.Duplicate = pair.SendID, pair.JobID != j.spec.ID
-			l.finish(hard, j, r, true)
-			return next{}
-		}
+	if paired {
+		release()
+		r := j.result(queue.StatusCreated)
+		r.SendID, r.Duplicate = pair.SendID, pair.JobID != j.spec.ID
+		l.finish(hard, j, r, true)
+		return next{}
 	}
 
 	for {
@@ -334,7 +369,7 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 			l.finish(hard, j, r, true)
 			return next{}
 		}
-		if !slot.Period.Contains(now) || slot.Period.End.Sub(now) < periodGuard {
+		if !slot.Period.Contains(now) || slot.Period.End.Sub(now) < periodGuard(slot.Period) {
 			// The period turned (or is about to) while we waited: that slot
 			// was never used. A call that leaves just before the boundary
 			// could land in Braze's next period, uncounted there.
@@ -479,8 +514,9 @@ func (l *lane) finish(ctx context.Context, j *job, r queue.Result, store bool, e
 	}
 	// The job leaves ack-pending and the lane's held count together, so a
 	// forecast never sees it twice or not at all.
+	// A plain ack: a redelivery after a lost ack is answered from the record.
 	l.snap.Lock()
-	err := j.msg.DoubleAck(ctx)
+	err := j.msg.Ack()
 	l.held = 0
 	l.snap.Unlock()
 	if err != nil {
