@@ -123,3 +123,44 @@ func BenchmarkKVReserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
 }
+
+// TestKVLeasesNeverOverGrant: a fast group reserves slots in leases; two
+// ledgers (replicas) together still never grant more than the cap, and
+// leave at most a lease each unused.
+func TestKVLeasesNeverOverGrant(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	pols := quota.NewPolicies(zaptest.NewLogger(t))
+	pols.Set("fast", quota.Policy{Cap: 2000, Burst: 100, Period: time.Second}) // 2000/s: leases of 32
+	clock := quota.NewFakeClock(day0)
+	var ledgers [2]*quota.KV
+	for i := range ledgers {
+		_, js := s.Connect()
+		ledgers[i] = quota.NewKV(openBucket(t, js), pols, clock)
+	}
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for {
+				slot, err := ledgers[w%2].Reserve(context.Background(), "fast")
+				if err != nil {
+					return
+				}
+				granted.Add(1)
+				if granted.Load()%10 == 0 { // some calls never left: give them back
+					_ = ledgers[w%2].Release(context.Background(), slot)
+					granted.Add(-1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if g := granted.Load(); g > 2000 || g < 2000-2*31 {
+		t.Fatalf("granted %d of a cap of 2000", g)
+	}
+	u, _ := ledgers[0].Usage(context.Background(), "fast")
+	if u.Used != 2000 {
+		t.Fatalf("ledger used %d", u.Used)
+	}
+}

@@ -407,12 +407,16 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 		l.observe(o, latency)
 
 		// Record a creation before anything else: this is the crash window.
+		// The pair record and the job's final record are written together.
+		var recorded sync.WaitGroup
 		if o.kind == outCreated && j.spec.SendID != "" {
-			if err := w.o.Records.PutPair(hard, l.group, j.spec.CampaignID, j.spec.SendID,
-				queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
-				w.log.Error("pair record not written; a redelivery could send this pair again",
-					zap.String("job_id", j.spec.ID), zap.Error(err))
-			}
+			recorded.Go(func() {
+				if err := w.o.Records.PutPair(hard, l.group, j.spec.CampaignID, j.spec.SendID,
+					queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
+					w.log.Error("pair record not written; a redelivery could send this pair again",
+						zap.String("job_id", j.spec.ID), zap.Error(err))
+				}
+			})
 		}
 		if err := w.o.Ledger.Sync(hard, l.group, o.obs); err != nil {
 			w.log.Warn("ledger sync failed", zap.String("app_group", l.group), zap.Error(err))
@@ -420,12 +424,16 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 		if o.notSent {
 			release()
 		}
+		if o.kind != outCreated {
+			recorded.Wait()
+		}
 
 		switch o.kind {
 		case outCreated:
 			r := j.result(queue.StatusCreated)
 			r.SendID = o.sendID
 			l.finish(hard, j, r, true, zap.Duration("braze_latency", latency))
+			recorded.Wait()
 			return next{}
 		case outRejected:
 			r := j.result(queue.StatusFailed)
