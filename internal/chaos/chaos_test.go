@@ -65,6 +65,7 @@ type proc struct {
 	env  []string
 	log  string
 	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited and been waited for
 }
 
 func (p *proc) start(t *testing.T) {
@@ -78,7 +79,9 @@ func (p *proc) start(t *testing.T) {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); f.Close() }()
+	done := make(chan struct{})
+	p.done = done
+	go func() { _ = p.cmd.Wait(); f.Close(); close(done) }()
 }
 
 func (p *proc) signal(sig syscall.Signal) {
@@ -90,14 +93,18 @@ func (p *proc) signal(sig syscall.Signal) {
 // stop sends SIGTERM and waits (bounded) for the process to exit.
 func (p *proc) stop() {
 	p.signal(syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for p.cmd.ProcessState == nil && time.Now().Before(deadline) {
-		if p.cmd.Process.Signal(syscall.Signal(0)) != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.signal(syscall.SIGKILL)
+		<-p.done
 	}
+}
+
+// kill sends SIGKILL and waits for the process to be reaped.
+func (p *proc) kill() {
 	p.signal(syscall.SIGKILL)
+	<-p.done
 }
 
 func TestChaos(t *testing.T) {
@@ -195,7 +202,7 @@ func TestChaos(t *testing.T) {
 		time.Sleep(time.Duration(2000+rng.IntN(2000)) * time.Millisecond)
 		if kills < *killsFlag {
 			w := workers[(kills+rng.IntN(2))%len(workers)] // both workers get killed
-			w.signal(syscall.SIGKILL)
+			w.kill()
 			time.Sleep(300 * time.Millisecond)
 			w.start(t)
 			kills++
