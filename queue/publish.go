@@ -65,6 +65,20 @@ func (p *Publisher) Ready(ctx context.Context, group string, job Job, msgID stri
 	return ack, nil
 }
 
+// ReadyAsync is Ready without waiting for the stream's ack: publications on
+// one connection keep their order, so a batch can be admitted at once.
+func (p *Publisher) ReadyAsync(group string, job Job, msgID string) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(job)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: p.subjects.Ready(group), Data: data, Header: nats.Header{HeaderMsgID: []string{msgID}}})
+	if err != nil {
+		return nil, fmt.Errorf("publish to %s: %w", p.subjects.Ready(group), err)
+	}
+	return f, nil
+}
+
 // Dead keeps a job that ran out of attempts on <prefix>.dead.<group>.
 func (p *Publisher) Dead(ctx context.Context, group string, job Job, reason string) error {
 	data, err := json.Marshal(job)

@@ -26,8 +26,15 @@ type admission struct {
 func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
 	defer w.setAdmissionRunning(false)
+	msgs := make(chan jetstream.Msg, 2*maxBatch)
 	for ctx.Err() == nil {
-		it, err := a.cons.Messages(jetstream.PullMaxMessages(64), jetstream.PullExpiry(10*time.Second))
+		cc, err := a.cons.Consume(func(m jetstream.Msg) {
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				_ = m.Nak()
+			}
+		}, jetstream.PullMaxMessages(maxBatch))
 		if err != nil {
 			w.log.Warn("admission cannot consume; retrying", zap.Error(err))
 			w.o.Metrics.InfraFailures.WithLabelValues("admission_consume").Inc()
@@ -35,21 +42,42 @@ func (a *admission) run(ctx, hard context.Context) {
 			continue
 		}
 		w.setAdmissionRunning(true)
-		stop := context.AfterFunc(ctx, it.Stop)
 		for {
-			msg, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					w.log.Warn("admission fetch failed", zap.Error(err))
-				}
+			var batch []jetstream.Msg
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-ctx.Done():
+			}
+			if batch == nil {
 				break
 			}
-			a.handle(hard, msg)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			a.handleBatch(hard, batch)
 		}
-		stop()
-		it.Stop()
+		cc.Stop()
+		<-cc.Closed()
+	}
+	for { // hand back what was delivered but not handled
+		select {
+		case m := <-msgs:
+			_ = m.Nak()
+		default:
+			return
+		}
 	}
 }
+
+// maxBatch bounds how many jobs admission handles together.
+const maxBatch = 256
 
 // answerTo publishes a final answer to the job's reply subject and acks.
 func (a *admission) answer(ctx context.Context, msg jetstream.Msg, dest string, r queue.Result) {
@@ -84,13 +112,61 @@ func fail(code, format string, args ...any) *queue.ResultError {
 	return &queue.ResultError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
+// pending is one job of a batch on its way through admission.
+type pending struct {
+	msg    jetstream.Msg
+	seq    uint64
+	group  string
+	job    queue.Job
+	res    queue.Result
+	dest   string
+	lane   *lane
+	rec    queue.JobRecord
+	pair   queue.PairRecord
+	paired bool
+	stage  string
+	err    error
+	// set when admitted
+	ack    jetstream.PubAckFuture
+	notice *queue.Result
+}
+
+// handleBatch answers or admits a batch of jobs: bad input is answered at
+// once; the records of the rest are read in parallel; then, in order, each
+// is answered from its record or admitted with an asynchronous publication;
+// a job is acked only once its publication is acknowledged.
+func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
+	var todo []*pending
+	for _, m := range batch {
+		if p := a.prepare(ctx, m); p != nil {
+			todo = append(todo, p)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range todo {
+		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
+	}
+	wg.Wait()
+	var admitted []*pending
+	for _, p := range todo {
+		if a.decide(ctx, p) {
+			admitted = append(admitted, p)
+		}
+	}
+	for _, p := range admitted {
+		a.confirm(ctx, p)
+	}
+}
+
+// prepare validates one job and answers it if it is bad; it returns the
+// job if it needs its records read.
+func (a *admission) prepare(ctx context.Context, msg jetstream.Msg) *pending {
 	w := a.w
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.Error("message without JetStream metadata", zap.Error(err))
 		_ = msg.Term()
-		return
+		return nil
 	}
 	group, err := w.o.Subjects.GroupOf(msg.Subject())
 	if err != nil {
@@ -120,103 +196,118 @@ func (a *admission) handle(ctx context.Context, msg jetstream.Msg) {
 			dest = reply
 		}
 	}
+	refuse := func(e *queue.ResultError) *pending {
+		res.Error = e
+		a.answer(ctx, msg, dest, res)
+		return nil
+	}
 	if jobErr != nil {
 		var je *queue.JobError
 		errors.As(jobErr, &je)
-		res.Error = &queue.ResultError{Code: je.Code, Message: je.Message}
-		a.answer(ctx, msg, dest, res)
-		return
+		return refuse(&queue.ResultError{Code: je.Code, Message: je.Message})
 	}
 	if replyErr != nil {
-		res.Error = fail(queue.CodeInvalidReplyTo, "%v", replyErr)
-		a.answer(ctx, msg, dest, res)
-		return
+		return refuse(fail(queue.CodeInvalidReplyTo, "%v", replyErr))
 	}
 	if err := braze.ValidateCampaignID(job.CampaignID); err != nil {
-		res.Error = fail(queue.CodeInvalidJob, "campaign_id %v", err)
-		a.answer(ctx, msg, dest, res)
-		return
+		return refuse(fail(queue.CodeInvalidJob, "campaign_id %v", err))
 	}
 	if job.SendID != "" {
 		if err := braze.ValidateSendID(job.SendID); err != nil {
-			res.Error = fail(queue.CodeInvalidJob, "send_id %v", err)
-			a.answer(ctx, msg, dest, res)
-			return
+			return refuse(fail(queue.CodeInvalidJob, "send_id %v", err))
 		}
 	}
 	l := w.lane(group)
 	if l == nil {
-		res.Error = fail(queue.CodeUnknownAppGroup, "app group %q is not configured", group)
-		a.answer(ctx, msg, dest, res)
-		return
+		return refuse(fail(queue.CodeUnknownAppGroup, "app group %q is not configured", group))
 	}
-	now := w.o.Clock.Now()
-	if job.NotAfter != nil && !now.Before(*job.NotAfter) {
-		res.Status, res.Error = queue.StatusExpired, fail(queue.CodeExpired, "not_after %s passed before admission", job.NotAfter.UTC().Format(time.RFC3339))
-		a.answer(ctx, msg, dest, res)
-		return
+	if job.NotAfter != nil && !w.o.Clock.Now().Before(*job.NotAfter) {
+		res.Status = queue.StatusExpired
+		return refuse(fail(queue.CodeExpired, "not_after %s passed before admission", job.NotAfter.UTC().Format(time.RFC3339)))
 	}
+	return &pending{msg: msg, seq: meta.Sequence.Stream, group: group, job: job, res: res, dest: dest, lane: l}
+}
 
+// decide answers a duplicate or hopeless job, or admits it; true when an
+// admission is under way.
+func (a *admission) decide(ctx context.Context, p *pending) bool {
+	w := a.w
+	if p.err != nil {
+		a.retryLater(p.msg, p.stage, p.res.ID, p.err)
+		return false
+	}
 	// Duplicates are answered from stored records, without spending quota.
-	rec, pair, paired, stage, err := w.records(ctx, id, group, job)
+	if p.rec.Final != nil {
+		stored := *p.rec.Final
+		stored.Duplicate, stored.Meta = true, p.job.Meta
+		a.answer(ctx, p.msg, p.dest, stored)
+		return false
+	}
+	res := p.res
+	if p.paired {
+		res.Status, res.SendID, res.Duplicate = queue.StatusCreated, p.pair.SendID, true
+		a.answer(ctx, p.msg, p.dest, res)
+		return false
+	}
+	position, eta, per, err := p.lane.forecast(ctx)
 	if err != nil {
-		a.retryLater(msg, stage, id, err)
-		return
+		a.retryLater(p.msg, "forecast", p.res.ID, err)
+		return false
 	}
-	if rec.Final != nil {
-		stored := *rec.Final
-		stored.Duplicate, stored.Meta = true, job.Meta
-		a.answer(ctx, msg, dest, stored)
-		return
-	}
-	if paired {
-		res.Status, res.SendID, res.Duplicate = queue.StatusCreated, pair.SendID, true
-		a.answer(ctx, msg, dest, res)
-		return
-	}
-
-	// Forecast, then admit.
-	position, eta, per, err := l.forecast(ctx)
-	if err != nil {
-		a.retryLater(msg, "forecast", id, err)
-		return
-	}
-	if job.NotAfter != nil && eta.After(*job.NotAfter) {
+	if p.job.NotAfter != nil && eta.After(*p.job.NotAfter) {
 		res.Status, res.Error = queue.StatusExpired, fail(queue.CodeExpired, "forecast to run at %s, after not_after %s",
-			eta.UTC().Format(time.RFC3339), job.NotAfter.UTC().Format(time.RFC3339))
-		a.answer(ctx, msg, dest, res)
-		return
+			eta.UTC().Format(time.RFC3339), p.job.NotAfter.UTC().Format(time.RFC3339))
+		a.answer(ctx, p.msg, p.dest, res)
+		return false
 	}
-	job.ID, job.ReplyTo = id, dest
-	if _, err := w.o.Publisher.Ready(ctx, group, job, id+"@"+strconv.FormatUint(meta.Sequence.Stream, 10)); err != nil {
-		a.retryLater(msg, "admit", id, err)
-		return
+	job := p.job
+	job.ID, job.ReplyTo = p.res.ID, p.dest
+	if p.ack, err = w.o.Publisher.ReadyAsync(p.group, job, job.ID+"@"+strconv.FormatUint(p.seq, 10)); err != nil {
+		a.retryLater(p.msg, "admit", job.ID, err)
+		return false
 	}
-	l.admitted() // counts the job into the forecast snapshot
-	w.o.Metrics.Admitted.WithLabelValues(group).Inc()
+	p.lane.admitted() // counts the job into the forecast snapshot
 	if !eta.Before(per.End) {
-		pol, _ := w.o.Policies.Get(group)
-		until := pol.PeriodAt(eta).Start.UTC()
-		etaUTC := eta.UTC()
+		pol, _ := w.o.Policies.Get(p.group)
+		until, etaUTC := pol.PeriodAt(eta).Start.UTC(), eta.UTC()
 		notice := res
 		notice.Status, notice.Error = queue.StatusDeferred, nil
 		notice.DeferredUntil, notice.ETA, notice.Position = &until, &etaUTC, &position
-		notice.At = now.UTC()
-		if err := w.o.Publisher.Result(ctx, dest, notice); err != nil {
+		notice.At = w.o.Clock.Now().UTC()
+		p.notice = &notice
+	}
+	return true
+}
+
+// confirm waits for an admission's publication, then sends its notice and
+// acks the job. A plain ack: after a lost ack the redelivery re-admits under
+// the same Nats-Msg-Id, and the stream drops it.
+func (a *admission) confirm(ctx context.Context, p *pending) {
+	w := a.w
+	select {
+	case <-p.ack.Ok():
+	case err := <-p.ack.Err():
+		a.retryLater(p.msg, "admit", p.res.ID, err)
+		return
+	case <-ctx.Done():
+		_ = p.msg.Nak()
+		return
+	}
+	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
+	if n := p.notice; n != nil {
+		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.
-			w.log.Warn("deferred notice not published", zap.String("job_id", id), zap.Error(err))
+			w.log.Warn("deferred notice not published", zap.String("job_id", n.ID), zap.Error(err))
 		} else {
-			w.o.Metrics.Deferred.WithLabelValues(group).Inc()
+			w.o.Metrics.Deferred.WithLabelValues(p.group).Inc()
 		}
-		w.log.Info("job deferred", zap.String("job_id", id), zap.String("app_group", group), zap.Time("deferred_until", until),
-			zap.Time("eta", etaUTC), zap.Int("position", position))
+		w.log.Info("job deferred", zap.String("job_id", n.ID), zap.String("app_group", p.group), zap.Time("deferred_until", *n.DeferredUntil),
+			zap.Time("eta", *n.ETA), zap.Int("position", *n.Position))
 	}
-	// A plain ack: after a lost ack the redelivery re-admits under the same
-	// Nats-Msg-Id, and the stream drops it.
-	if err := msg.Ack(); err != nil {
-		w.log.Warn("admission ack failed", zap.String("job_id", id), zap.Error(err))
+	if err := p.msg.Ack(); err != nil {
+		w.log.Warn("admission ack failed", zap.String("job_id", p.res.ID), zap.Error(err))
 	}
-	w.log.Debug("job admitted", zap.String("job_id", id), zap.String("app_group", group), zap.Int("position", position))
+	w.log.Debug("job admitted", zap.String("job_id", p.res.ID), zap.String("app_group", p.group))
 }
 
 // records reads a job's record and, when it names a send_id, its pair's

@@ -399,13 +399,15 @@ func (b *bench) throughput(ctx context.Context, sz sizes, has func(byte) bool) e
 	return nil
 }
 
-// directCalls is the median client→simulator round trip.
+// directCalls is the median client→simulator round trip. The baseline and
+// the direct calls use their own simulator workspaces (keys), so that the
+// worker's ledger and Braze's count agree as they would in production.
 func (b *bench) directCalls(ctx context.Context, n int) time.Duration {
 	cl, _ := braze.New(b.sim.URL)
 	var d []time.Duration
 	for i := range n {
 		t := time.Now()
-		_, _ = cl.CreateSendID(ctx, "bench-key", braze.CreateSendIDRequest{CampaignID: "c", SendID: fmt.Sprint("direct-", i)})
+		_, _ = cl.CreateSendID(ctx, "direct-key", braze.CreateSendIDRequest{CampaignID: "c", SendID: fmt.Sprint("direct-", i)})
 		d = append(d, time.Since(t))
 	}
 	return percentile(d, .5)
@@ -439,7 +441,7 @@ func (b *bench) baseline(ctx context.Context, n int) (float64, error) {
 				got++
 				var j queue.Job
 				_ = json.Unmarshal(m.Data(), &j)
-				resp, _ := cl.CreateSendID(ctx, "bench-key", braze.CreateSendIDRequest{CampaignID: j.CampaignID, SendID: j.SendID})
+				resp, _ := cl.CreateSendID(ctx, "base-key", braze.CreateSendIDRequest{CampaignID: j.CampaignID, SendID: j.SendID})
 				out, _ := json.Marshal(queue.Result{ID: j.ID, Status: queue.StatusCreated, SendID: resp.SendID, At: time.Now()})
 				_ = b.nc.Publish(j.ReplyTo, out)
 				_ = m.Ack()
