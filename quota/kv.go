@@ -93,17 +93,9 @@ func (l *KV) update(ctx context.Context, key string, fn func(record) (record, er
 	return fmt.Errorf("ledger write %s: gave up after %d conflicting updates", key, maxCASTries)
 }
 
-func (l *KV) policy(group string) (Policy, error) {
-	pol, ok := l.pols.Get(group)
-	if !ok {
-		return Policy{}, fmt.Errorf("%w %q", ErrUnknownGroup, group)
-	}
-	return pol, nil
-}
-
 // Reserve implements Ledger.
 func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
-	pol, err := l.policy(group)
+	pol, err := l.pols.lookup(group)
 	if err != nil {
 		return Slot{}, err
 	}
@@ -165,7 +157,7 @@ func (l *KV) Release(ctx context.Context, s Slot) error {
 
 // Sync implements Ledger.
 func (l *KV) Sync(ctx context.Context, group string, obs Observation) error {
-	pol, err := l.policy(group)
+	pol, err := l.pols.lookup(group)
 	if err != nil {
 		return err
 	}
@@ -214,7 +206,7 @@ func (l *KV) seen(key string) (record, bool) {
 
 // Usage implements Ledger.
 func (l *KV) Usage(ctx context.Context, group string) (Usage, error) {
-	pol, err := l.policy(group)
+	pol, err := l.pols.lookup(group)
 	if err != nil {
 		return Usage{}, err
 	}

@@ -190,6 +190,15 @@ func (p *Policies) Get(group string) (Policy, bool) {
 	return pol, ok
 }
 
+// lookup is Get with ErrUnknownGroup.
+func (p *Policies) lookup(group string) (Policy, error) {
+	pol, ok := p.Get(group)
+	if !ok {
+		return Policy{}, fmt.Errorf("%w %q", ErrUnknownGroup, group)
+	}
+	return pol, nil
+}
+
 // Groups lists the configured groups.
 func (p *Policies) Groups() []string {
 	p.mu.RLock()
@@ -229,17 +238,9 @@ func NewMemory(pols *Policies, clock Clock) *Memory {
 	return &Memory{pols: pols, clock: clock, recs: map[string]record{}}
 }
 
-func (m *Memory) policy(group string) (Policy, error) {
-	pol, ok := m.pols.Get(group)
-	if !ok {
-		return Policy{}, fmt.Errorf("%w %q", ErrUnknownGroup, group)
-	}
-	return pol, nil
-}
-
 // Reserve implements Ledger.
 func (m *Memory) Reserve(_ context.Context, group string) (Slot, error) {
-	pol, err := m.policy(group)
+	pol, err := m.pols.lookup(group)
 	if err != nil {
 		return Slot{}, err
 	}
@@ -269,7 +270,7 @@ func (m *Memory) Release(_ context.Context, s Slot) error {
 
 // Sync implements Ledger.
 func (m *Memory) Sync(_ context.Context, group string, obs Observation) error {
-	pol, err := m.policy(group)
+	pol, err := m.pols.lookup(group)
 	if err != nil {
 		return err
 	}
@@ -291,7 +292,7 @@ func (m *Memory) Sync(_ context.Context, group string, obs Observation) error {
 
 // Usage implements Ledger.
 func (m *Memory) Usage(_ context.Context, group string) (Usage, error) {
-	pol, err := m.policy(group)
+	pol, err := m.pols.lookup(group)
 	if err != nil {
 		return Usage{}, err
 	}

@@ -43,7 +43,14 @@ func spawn(t *testing.T, bin string, env []string, logPath string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return &proc{cmd: cmd, log: f}
+	p := &proc{cmd: cmd, log: f}
+	t.Cleanup(func() { // whatever happened, leave no process behind
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return p
 }
 
 // TestCrashRecovery kills the worker process with SIGKILL three times in the
@@ -61,7 +68,7 @@ func TestCrashRecovery(t *testing.T) {
 	ns := natstest.Start(t)
 	sim := brazetest.NewServer(brazetest.Options{DefaultCap: 1 << 20, Latency: 5 * time.Millisecond})
 	t.Cleanup(sim.Close)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	env := []string{
 		"SENDID_NATS_URL=" + ns.URL(), "SENDID_BRAZE_URL=" + sim.URL, "SENDID_BRAZE_API_KEY=k",
 		"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s",

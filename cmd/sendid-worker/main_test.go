@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,16 +24,6 @@ import (
 )
 
 func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func TestCheckConfig(t *testing.T) {
 	t.Parallel()
@@ -74,7 +63,7 @@ type daemon struct {
 
 func startDaemon(t *testing.T, env map[string]string, args ...string) *daemon {
 	t.Helper()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	env["SENDID_HTTP_ADDR"] = httpAddr
 	if env["SENDID_LOG_LEVEL"] == "" {
 		env["SENDID_LOG_LEVEL"] = "warn"
@@ -178,7 +167,7 @@ func TestReadyzFollowsNATS(t *testing.T) {
 	t.Parallel()
 	sim := brazetest.NewServer(brazetest.Options{})
 	t.Cleanup(sim.Close)
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	d := startDaemon(t, map[string]string{
 		"SENDID_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", port), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY": "k",
 	})
@@ -305,7 +294,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
-		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,16 +24,6 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func buildWorker(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "sendid-worker")
@@ -49,7 +38,7 @@ func buildWorker(t *testing.T) string {
 // startWorker runs the worker binary with env until the test ends (SIGTERM).
 func startWorker(t *testing.T, bin string, env map[string]string, args ...string) {
 	t.Helper()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	env["SENDID_HTTP_ADDR"] = httpAddr
 	env["PATH"], env["HOME"] = os.Getenv("PATH"), os.Getenv("HOME")
 	cmd := exec.Command(bin, args...)
@@ -110,7 +99,7 @@ func ctl(t *testing.T, server string, args ...string) (int, string) {
 func TestSubmitWaitAndQuotaAgainstDevWorker(t *testing.T) {
 	t.Parallel()
 	bin := buildWorker(t)
-	server := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	server := fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
 	startWorker(t, bin, map[string]string{"SENDID_NATS_URL": server, "SENDID_DAILY_CAP": "2", "SENDID_BURST": "2",
 		"SENDID_QUOTA_PERIOD": "15s"}, "-dev", "-dev-dir", t.TempDir())
 

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sendid/sendid/braze/brazetest"
+	"github.com/sendid/sendid/internal/natstest"
 	"github.com/sendid/sendid/queue"
 )
 
@@ -37,15 +37,6 @@ type group struct {
 var groups = []group{{"alpha", "key-alpha", 60}, {"beta", "key-beta", 40}, {"gamma", "key-gamma", 20}}
 
 const period = 5 * time.Second
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func build(t *testing.T, dir, out, pkg string) string {
 	t.Helper()
@@ -118,7 +109,7 @@ func TestChaos(t *testing.T) {
 	workerBin := build(t, dir, "sendid-worker", "../../cmd/sendid-worker")
 	baseEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 
-	natsPort, simPort := freePort(t), freePort(t)
+	natsPort, simPort := natstest.FreePort(t), natstest.FreePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	ns := &proc{name: "nats-server", args: []string{natsBin, "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-js", "-sd", filepath.Join(dir, "js")},
 		env: baseEnv, log: filepath.Join(dir, "nats-server.log")}
@@ -148,7 +139,7 @@ func TestChaos(t *testing.T) {
 	var workers []*proc
 	for i := range 2 {
 		w := &proc{name: fmt.Sprint("worker-", i), args: []string{workerBin}, log: filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)),
-			env: append(append([]string{}, workerEnv...), fmt.Sprintf("SENDID_HTTP_ADDR=127.0.0.1:%d", freePort(t)))}
+			env: append(append([]string{}, workerEnv...), fmt.Sprintf("SENDID_HTTP_ADDR=127.0.0.1:%d", natstest.FreePort(t)))}
 		w.start(t)
 		workers = append(workers, w)
 	}
