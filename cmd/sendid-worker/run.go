@@ -356,9 +356,11 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 }
 
 // watchReload re-reads configuration and keys on SIGHUP and when a key
-// file changes, and applies them without dropping a job.
+// file changes, and applies them without dropping a job. Between reloads it
+// only stats the key files it knows of.
 func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <-chan os.Signal, w *worker.Worker, simURL string, log *zap.Logger) {
-	stamp := keyFileStamps(f, getenv)
+	files := keyFiles(f, getenv)
+	stamp := stamps(files)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -369,7 +371,7 @@ func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <
 		case <-hup:
 			why = "SIGHUP"
 		case <-tick.C:
-			now := keyFileStamps(f, getenv)
+			now := stamps(files)
 			if now == stamp {
 				continue
 			}
@@ -380,6 +382,8 @@ func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <
 			log.Error("reload refused; keeping the running configuration", zap.String("trigger", why), zap.Error(err))
 			continue
 		}
+		files = keyFiles(f, getenv)
+		stamp = stamps(files)
 		groups, err := buildGroups(cfg, keys, simURL, log)
 		if err == nil {
 			err = w.Reload(groups)
@@ -392,19 +396,27 @@ func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <
 	}
 }
 
-// keyFileStamps fingerprints every key file's size and modification time.
-func keyFileStamps(f flags, getenv func(string) string) string {
+// keyFiles lists the key files the configuration names.
+func keyFiles(f flags, getenv func(string) string) []string {
 	cfg, err := config.Load(f.configPath, getenv)
 	if err != nil {
-		return ""
+		return nil
 	}
-	var b strings.Builder
+	var out []string
 	for _, g := range cfg.Groups() {
-		if g.APIKeyFile == "" {
-			continue
+		if g.APIKeyFile != "" {
+			out = append(out, g.APIKeyFile)
 		}
-		if st, err := os.Stat(g.APIKeyFile); err == nil {
-			fmt.Fprintf(&b, "%s:%d:%d;", g.APIKeyFile, st.Size(), st.ModTime().UnixNano())
+	}
+	return out
+}
+
+// stamps fingerprints the files' sizes and modification times.
+func stamps(files []string) string {
+	var b strings.Builder
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", f, st.Size(), st.ModTime().UnixNano())
 		}
 	}
 	return b.String()
