@@ -358,7 +358,11 @@ func cmdPause(ctx context.Context, verb string, args []string, getenv func(strin
 		if err := queue.ResumeLane(cctx, js, c.subjects(), nc, group); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "resumed %s\n", group)
+		if c.json {
+			printJSON(stdout, map[string]any{"app_group": group, "paused": false})
+		} else {
+			fmt.Fprintf(stdout, "resumed %s\n", group)
+		}
 		return nil
 	}
 	t := time.Now().AddDate(100, 0, 0)
@@ -373,6 +377,10 @@ func cmdPause(ctx context.Context, verb string, args []string, getenv func(strin
 	if err := nc.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "paused %s until %s\n", group, t.UTC().Format(time.RFC3339))
+	if c.json {
+		printJSON(stdout, map[string]any{"app_group": group, "paused": true, "until": t.UTC()})
+	} else {
+		fmt.Fprintf(stdout, "paused %s until %s\n", group, t.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
