@@ -173,6 +173,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		Replicas:    s.Replicas,
 		Duplicates:  s.DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
+		// One consumer per app group plus admission. nats-server applies a
+		// default of 1,000 consumers per stream unless the stream sets a
+		// positive limit of its own (-1 does not opt out).
+		MaxConsumers: MaxConsumers,
 	}}
 	if s.Results {
 		cfgs = append(cfgs, jetstream.StreamConfig{
@@ -196,6 +200,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 	}
 	return nil
 }
+
+// MaxConsumers is the SENDID stream's consumer limit: app groups + 1.
+const MaxConsumers = 100_000
 
 // Buckets are the KV buckets the worker uses.
 type Buckets struct {

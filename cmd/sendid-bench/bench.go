@@ -186,6 +186,15 @@ func freePort() int {
 // startWorker runs the worker with app groups name→cap on a fresh subject
 // prefix (so runs do not see each other's streams' consumers).
 func (b *bench) startWorker(prefix string, groups []string, capN, burst int, period time.Duration) (*worker, error) {
+	// Each row starts from an empty stream: rows must not see each other's
+	// consumers or records.
+	ctx := context.Background()
+	for _, st := range []string{queue.Stream, queue.ResultsStream} {
+		_ = b.js.DeleteStream(ctx, st)
+	}
+	for _, kv := range []string{queue.JobsBucket, queue.PairsBucket} {
+		_ = b.js.DeleteKeyValue(ctx, kv)
+	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "subject_prefix: %s\nstreams: {results: false, recheck_interval: 1h}\napp_groups:\n", prefix)
 	for _, g := range groups {
