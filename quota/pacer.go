@@ -51,42 +51,35 @@ func (p *Pacer) limiter(group string) (*rate.Limiter, error) {
 	return l, nil
 }
 
-// Token is a granted pacer token.
-type Token struct {
-	p *Pacer
-	r *rate.Reservation
-}
-
-// Return gives an unused token back (the lane found no job to spend it on).
-func (t Token) Return() {
-	if t.r != nil {
-		t.r.CancelAt(t.p.clock.Now())
-	}
-}
-
-// Wait blocks until the group may make one call, or ctx ends (then the
-// token is returned to the bucket).
-func (p *Pacer) Wait(ctx context.Context, group string) (Token, error) {
+// Wait blocks until the group has a token, without taking it, or ctx ends.
+// The lane waits first and takes the token (Take) only once it has a job to
+// spend it on: an idle probe must not cost a token.
+//
+// (rate.Reservation.CancelAt cannot give back a token that was granted
+// without delay, so reserving first and cancelling later does not work.)
+func (p *Pacer) Wait(ctx context.Context, group string) error {
 	l, err := p.limiter(group)
 	if err != nil {
-		return Token{}, err
+		return err
 	}
-	now := p.clock.Now()
-	r := l.ReserveN(now, 1)
-	if !r.OK() {
-		return Token{}, fmt.Errorf("pacer: group %q cannot grant a token", group)
+	for {
+		tokens := l.TokensAt(p.clock.Now())
+		if tokens >= 1 {
+			return nil
+		}
+		need := time.Duration((1 - tokens) / float64(l.Limit()) * float64(time.Second))
+		select {
+		case <-p.clock.After(max(need, time.Millisecond)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	tok := Token{p: p, r: r}
-	d := r.DelayFrom(now)
-	if d <= 0 {
-		return tok, nil
-	}
-	select {
-	case <-p.clock.After(d):
-		return tok, nil
-	case <-ctx.Done():
-		tok.Return()
-		return Token{}, ctx.Err()
+}
+
+// Take spends one of the group's tokens.
+func (p *Pacer) Take(group string) {
+	if l, err := p.limiter(group); err == nil {
+		l.AllowN(p.clock.Now(), 1)
 	}
 }
 

@@ -84,8 +84,10 @@ func (l *lane) admitted() {
 	l.poke()
 }
 
-// fcMaxAge is how old admission's forecast snapshot may get.
-const fcMaxAge = 500 * time.Millisecond
+// fcMaxAge is how old admission's forecast snapshot may get. With one
+// replica it only misses released slots (a duplicate answered by a lane);
+// with several, the jobs other replicas admitted meanwhile.
+const fcMaxAge = 5 * time.Second
 
 func (l *lane) pauseState() (time.Time, string) {
 	l.pmu.Lock()
@@ -174,14 +176,10 @@ func (l *lane) run(ctx, hard context.Context) {
 			}
 			continue
 		}
-		tok, err := w.o.Pacer.Wait(ctx, l.group)
-		if err != nil {
+		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			continue
 		}
 		msg, slot, err := l.acquire(ctx)
-		if msg == nil {
-			tok.Return()
-		}
 		var ex *quota.Exhausted
 		switch {
 		case errors.As(err, &ex):
@@ -200,6 +198,7 @@ func (l *lane) run(ctx, hard context.Context) {
 			haveWork = false
 			continue
 		}
+		w.o.Pacer.Take(l.group)
 		n := l.process(ctx, hard, msg, slot)
 		l.snap.Lock()
 		l.held = 0
@@ -474,10 +473,11 @@ func (l *lane) process(ctx, hard context.Context, msg jetstream.Msg, slot quota.
 			_ = msg.Nak()
 			return next{}
 		}
-		if _, err := w.o.Pacer.Wait(ctx, l.group); err != nil {
+		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			_ = msg.Nak()
 			return next{}
 		}
+		w.o.Pacer.Take(l.group)
 		if slot, err = w.o.Ledger.Reserve(ctx, l.group); err != nil {
 			return l.putBack(j, "", err)
 		}

@@ -206,8 +206,12 @@ func (b *bench) startWorker(prefix string, groups []string, capN, burst int, per
 	}
 	w := &worker{http: fmt.Sprintf("127.0.0.1:%d", freePort()), out: &bytes.Buffer{}}
 	w.cmd = exec.Command(b.worker, "-pprof")
+	level := "warn"
+	if b.verbose {
+		level = "info"
+	}
 	w.cmd.Env = []string{"SENDID_CONFIG=" + path, "SENDID_NATS_URL=" + b.ns.ClientURL(), "SENDID_BRAZE_URL=" + b.sim.URL,
-		"BENCH_KEY=bench-key", "SENDID_QUOTA_PERIOD=" + period.String(), "SENDID_LOG_LEVEL=warn", "SENDID_HTTP_ADDR=" + w.http}
+		"BENCH_KEY=bench-key", "SENDID_QUOTA_PERIOD=" + period.String(), "SENDID_LOG_LEVEL=" + level, "SENDID_HTTP_ADDR=" + w.http}
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	if err := w.cmd.Start(); err != nil {
 		return nil, err
@@ -635,6 +639,7 @@ func (b *bench) rollover(ctx context.Context, sz sizes) error {
 		last = max(last, at.Sub(per.End))
 	}
 	if last < 0 {
+		b.logf("row d: worker output:\n%s", w.out.String())
 		b.add(fmt.Sprintf("d. rollover, %d groups", len(groups)), fmt.Sprintf("only %d of %d groups called within 5 s", len(seen), len(groups)), "<= 1 s", false)
 		return nil
 	}
