@@ -50,6 +50,8 @@ wait_until 30 "worker /readyz" curl -sf "http://127.0.0.1:$HTTP_PORT/readyz"
 # repeated pair, one malformed job, one refused reply subject: 10 finals.
 nats --server "$NATS_URL" sub 'e2e.>' --raw --count 12 >"$work/results.jsonl" 2>"$work/sub.log" & sub=$!; pids+=($sub)
 sleep 0.5
+# Start just after a 10 s period boundary, so the first five jobs share a period.
+sleep "$(( 10 - $(date +%s) % 10 )).2"
 for i in 1 2 3 4 5 6 7; do
   nats --server "$NATS_URL" pub sendid.jobs "{\"campaign_id\":\"c1\",\"send_id\":\"s$i\",\"id\":\"job-$i\",\"reply_to\":\"e2e.r.$i\"}" >/dev/null 2>&1
 done

@@ -40,10 +40,11 @@ type lane struct {
 	// jobs admitted since. Lanes move a job from "ahead" to "used", which
 	// leaves their sum — what decides a deferral — unchanged.
 	fc struct {
-		u     quota.Usage
-		ahead int
-		at    time.Time
-		pause time.Time
+		u      quota.Usage
+		ahead  int
+		at     time.Time
+		tokens float64 // the pacer's tokens at the snapshot: the jobs run since are still "ahead"
+		pause  time.Time
 	}
 
 	pmu         sync.Mutex
@@ -113,15 +114,21 @@ func (l *lane) forecast(ctx context.Context) (int, time.Time, quota.Period, erro
 		if err != nil {
 			return 0, time.Time{}, quota.Period{}, err
 		}
-		l.fc.u, l.fc.at = u, now
+		l.fc.u, l.fc.at, l.fc.tokens = u, now, w.o.Pacer.Tokens(l.group)
 		l.fc.ahead = max(int(info.NumPending)+info.NumAckPending-l.held, 0)
 		l.fc.pause = time.Time{}
 		if info.Paused {
 			l.fc.pause = now.Add(info.PauseRemaining)
 		}
 	}
+	// Forecast from the snapshot's moment, with its tokens, so that the jobs
+	// run since are counted once (as ahead), not twice (also as spent tokens).
 	u := withPause(l.fc.u, !l.fc.pause.IsZero(), l.fc.pause)
-	return l.fc.ahead, quota.Forecast(now, pol, u, w.o.Pacer.Tokens(l.group), l.fc.ahead), per, nil
+	eta := quota.Forecast(l.fc.at, pol, u, l.fc.tokens, l.fc.ahead)
+	if eta.Before(now) {
+		eta = now
+	}
+	return l.fc.ahead, eta, per, nil
 }
 
 func (l *lane) backlog(ctx context.Context) bool {
