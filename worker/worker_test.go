@@ -59,7 +59,10 @@ func TestCapAcrossPeriods(t *testing.T) {
 	admitPeriod := pol.PeriodAt(time.Now())
 	jobIDs := ids(12, "j")
 	for _, id := range jobIDs {
+		// A little apart, as real publishers are: admission then forecasts
+		// while the lane is running jobs, not before.
 		k.publish("sendid.jobs", job("c", "s-"+id, id, "test.r."+id))
+		time.Sleep(30 * time.Millisecond)
 	}
 	f := k.results.waitFinals(t, 12, 40*time.Second)
 
