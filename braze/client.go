@@ -148,12 +148,13 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 }
 
 // checkRedirect keeps the Authorization header only while the redirect stays
-// on the original host (net/http would forward it to subdomains too).
+// on the original host and scheme: net/http would forward it to subdomains,
+// and to plain http on the same host, where the key travels in clear text.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 3 {
 		return http.ErrUseLastResponse
 	}
-	if req.URL.Host != via[0].URL.Host {
+	if req.URL.Host != via[0].URL.Host || !strings.EqualFold(req.URL.Scheme, via[0].URL.Scheme) {
 		req.Header.Del("Authorization")
 	}
 	return nil
@@ -211,17 +212,17 @@ func (c *Client) createSendID(ctx context.Context, key Key, req CreateSendIDRequ
 		if jsonErr == nil && (parsed.Message == "success" || parsed.Message == "queued") {
 			return CreateSendIDResponse{StatusCode: resp.StatusCode, Message: parsed.Message, SendID: parsed.SendID, RateLimit: rl}, nil
 		}
-		return CreateSendIDResponse{}, &Error{Class: Retryable, StatusCode: resp.StatusCode, Message: "unexpected success body: " + snippet(raw), RateLimit: rl}
+		return CreateSendIDResponse{}, &Error{Class: Retryable, StatusCode: resp.StatusCode, Message: "unexpected success body: " + snippet(raw, key), RateLimit: rl}
 	}
 	e := &Error{Class: classify(resp.StatusCode), StatusCode: resp.StatusCode, RateLimit: rl}
 	if jsonErr == nil && parsed.Message != "" {
 		e.Message = parsed.Message
 		for _, d := range parsed.Errors {
-			e.Details = append(e.Details, snippet(d))
+			e.Details = append(e.Details, snippet(d, key))
 		}
 	} else {
 		e.Message = http.StatusText(resp.StatusCode)
-		if s := snippet(raw); s != "" {
+		if s := snippet(raw, key); s != "" {
 			e.Message += ": " + s
 		}
 	}
@@ -248,8 +249,13 @@ func scrub(err error) error {
 }
 
 // snippet renders at most 256 bytes of an untrusted body as a single line.
-func snippet(b []byte) string {
+// The key is redacted before the cut, so that no part of an echoed key
+// survives the truncation.
+func snippet(b []byte, key Key) string {
 	s := strings.TrimSpace(string(b))
+	if len(key) > 0 {
+		s = strings.ReplaceAll(s, string(key), "[redacted]")
+	}
 	if len(s) > 256 {
 		s = s[:256] + "…"
 	}
