@@ -57,6 +57,9 @@ type Config struct {
 	ReplySubjects []string            `yaml:"reply_subjects"`
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
+	// HTTPAdmin guards the HTTP endpoints that change or expose the process
+	// (PUT /loglevel, pprof); see security.go.
+	HTTPAdmin HTTPAdmin `yaml:"http_admin"`
 }
 
 // NATS is the connection to the NATS servers.
@@ -108,6 +111,14 @@ type Streams struct {
 	JobRecordTTL    time.Duration `yaml:"job_record_ttl"`   // 168h: how long a finished job id answers duplicates
 	PairTTL         time.Duration `yaml:"pair_ttl"`         // 720h: how long a created pair is never sent again
 	RecheckInterval time.Duration `yaml:"recheck_interval"` // 1m: safety-net poll of idle lanes
+	// MaxBytes bounds stream SENDID (jobs, admitted FIFOs, dead letters of
+	// every group together); -1: unlimited. When it is full, publishing a
+	// job fails (discard new) and jobs already stored are answered
+	// backlog_full rather than admitted.
+	MaxBytes int64 `yaml:"max_bytes"` // 1 GiB
+	// ResultsMaxBytes bounds SENDID_RESULTS (oldest results go first); -1:
+	// unlimited.
+	ResultsMaxBytes int64 `yaml:"results_max_bytes"` // 256 MiB
 }
 
 // Dev configures -dev mode.
@@ -123,6 +134,12 @@ type AppGroup struct {
 	DailyCap   *int   `yaml:"daily_cap"`    // 100
 	Burst      *int   `yaml:"burst"`        // 10
 	Timezone   string `yaml:"timezone"`     // "UTC"
+	// ReplySubjects is this group's own allow-list of reply subjects
+	// (patterns); when set it applies instead of the top-level list.
+	ReplySubjects []string `yaml:"reply_subjects"` // top-level reply_subjects
+	// MaxBacklog bounds the jobs admitted and waiting in this group's FIFO;
+	// beyond it admission answers failed/backlog_full. 0: unlimited.
+	MaxBacklog int `yaml:"max_backlog"` // 0
 }
 
 // Default returns the configuration with every default applied.
@@ -138,7 +155,9 @@ func Default() *Config {
 		MaxJobBytes:   64 << 10,
 		Shutdown:      25 * time.Second,
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
-			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
+			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute,
+			MaxBytes: DefaultStreamMaxBytes, ResultsMaxBytes: DefaultResultsMaxBytes},
+		HTTPAdmin: HTTPAdmin{AllowLoopback: true},
 		Dev: Dev{DataDir: "./sendid-dev-data"},
 	}
 }
@@ -160,6 +179,7 @@ var EnvNames = []string{
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_HTTP_ADMIN_TOKEN", "SENDID_HTTP_ADMIN_TOKEN_FILE",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -290,6 +310,10 @@ type Group struct {
 	Cap        int
 	Burst      int
 	Location   *time.Location
+	// ReplySubjects is the group's reply allow-list: its own, else the
+	// top-level one.
+	ReplySubjects []string
+	MaxBacklog    int
 }
 
 var groupName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
@@ -316,6 +340,10 @@ func (c *Config) Groups() []Group {
 			if loc, err := time.LoadLocation(g.Timezone); err == nil {
 				r.Location = loc
 			}
+		}
+		r.ReplySubjects, r.MaxBacklog = c.ReplySubjects, g.MaxBacklog
+		if len(g.ReplySubjects) > 0 {
+			r.ReplySubjects = g.ReplySubjects
 		}
 		out = append(out, r)
 	}
@@ -425,6 +453,7 @@ func (c *Config) Validate(dev bool) error {
 			add("%s: no Braze URL: set braze_url, or SENDID_BRAZE_URL", key)
 		}
 	}
+	c.validateSecurity(add)
 	if len(p) > 0 {
 		return &Error{Problems: p}
 	}
