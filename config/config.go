@@ -158,7 +158,7 @@ func Default() *Config {
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute,
 			MaxBytes: DefaultStreamMaxBytes, ResultsMaxBytes: DefaultResultsMaxBytes},
 		HTTPAdmin: HTTPAdmin{AllowLoopback: true},
-		Dev: Dev{DataDir: "./sendid-dev-data"},
+		Dev:       Dev{DataDir: "./sendid-dev-data"},
 	}
 }
 
