@@ -22,13 +22,14 @@ import (
 )
 
 // serveHTTP serves /metrics, /healthz, /readyz, /loglevel (and pprof when
-// asked) until Shutdown. done closes when the server has stopped.
-func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
+// asked) until Shutdown. done closes when the server has stopped. admin
+// decides who may PUT /loglevel and read pprof.
+func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger, admin ops.Admin) (*http.Server, <-chan struct{}, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: ops.Handler(reg, level, ready, withPprof), ReadHeaderTimeout: 5 * time.Second}
+	srv := ops.NewServer(ops.Handler(reg, level, ready, withPprof, ops.WithAdmin(admin)), ops.DefaultTimeouts())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -142,6 +142,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if _, err := buildGroups(cfg, keys, "", zap.NewNop()); err != nil {
 			return err
 		}
+		if err := checkSecurity(cfg, getenv, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
 		return nil
 	}
@@ -150,6 +153,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	admin, err := adminAccess(cfg, getenv, log)
+	if err != nil {
+		return err
+	}
 
 	// -dev: embedded NATS and Braze simulator.
 	var simURL string
@@ -224,7 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
-	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
+	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log, admin)
 	if err != nil {
 		return err
 	}

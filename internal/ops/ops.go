@@ -23,8 +23,14 @@ const (
 )
 
 // Handler serves the endpoints. ready returns nil when the worker is ready,
-// else the reason (served with 503).
-func Handler(reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool) http.Handler {
+// else the reason (served with 503). Without options, PUT /loglevel and pprof
+// are served to loopback peers only (see WithAdmin), and request bodies are
+// capped (see guard.go).
+func Handler(reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, opts ...Option) http.Handler {
+	o := options{admin: Admin{AllowLoopback: true}}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, r *http.Request) {
@@ -37,14 +43,14 @@ func Handler(reg *prometheus.Registry, level zap.AtomicLevel, ready func() error
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	// zap's AtomicLevel serves GET {"level":"info"} and PUT {"level":"debug"}.
-	mux.Handle(LogLevelPath, level)
+	// GET {"level":"info"} for anyone; PUT {"level":"debug"} for admins.
+	mux.Handle(LogLevelPath, logLevel(level, o.admin))
 	if withPprof {
-		mux.HandleFunc(PprofPath, pprof.Index)
-		mux.HandleFunc(PprofPath+"cmdline", pprof.Cmdline)
-		mux.HandleFunc(PprofPath+"profile", pprof.Profile)
-		mux.HandleFunc(PprofPath+"symbol", pprof.Symbol)
-		mux.HandleFunc(PprofPath+"trace", pprof.Trace)
+		mux.Handle(PprofPath, o.admin.guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle(PprofPath+"cmdline", o.admin.guard(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle(PprofPath+"profile", o.admin.guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle(PprofPath+"symbol", o.admin.guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle(PprofPath+"trace", o.admin.guard(http.HandlerFunc(pprof.Trace)))
 	}
-	return mux
+	return capBodies(mux)
 }
