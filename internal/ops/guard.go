@@ -108,7 +108,9 @@ func logLevel(level zap.AtomicLevel, admin Admin) http.Handler {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(v)
 	}
-	bad := func(w http.ResponseWriter, msg string) { reply(w, http.StatusBadRequest, map[string]string{"error": msg}) }
+	bad := func(w http.ResponseWriter, msg string) {
+		reply(w, http.StatusBadRequest, map[string]string{"error": msg})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
