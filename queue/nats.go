@@ -157,6 +157,11 @@ type StreamSettings struct {
 	DuplicateWindow time.Duration
 	Results         bool
 	ResultsMaxAge   time.Duration
+	// MaxBytes bounds SENDID (0 or -1: unlimited); once full, new jobs are
+	// refused to their publishers (discard new) rather than old ones dropped.
+	MaxBytes int64
+	// ResultsMaxBytes bounds SENDID_RESULTS (0 or -1: unlimited; oldest go).
+	ResultsMaxBytes int64
 }
 
 // EnsureStreams creates or updates SENDID (jobs, ready and dead subjects of
@@ -172,7 +177,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
 		Duplicates:  s.DuplicateWindow,
-		Discard:     jetstream.DiscardOld,
+		// Full: refuse what comes in, never drop a stored job.
+		Discard:  jetstream.DiscardNew,
+		MaxBytes: s.MaxBytes,
 		// One consumer per app group plus admission. nats-server applies a
 		// default of 1,000 consumers per stream unless the stream sets a
 		// positive limit of its own (-1 does not opt out).
@@ -187,6 +194,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 			Storage:     jetstream.FileStorage,
 			Replicas:    s.Replicas,
 			MaxAge:      s.ResultsMaxAge,
+			MaxBytes:    s.ResultsMaxBytes,
 			Duplicates:  min(s.DuplicateWindow, s.ResultsMaxAge),
 		})
 	}

@@ -23,14 +23,26 @@ type Publisher struct {
 	js       jetstream.JetStream
 	subjects Subjects
 	durable  bool // results stream on: await its ack for <prefix>.results.>
+	ids      IDs
 }
 
 // NewPublisher returns a publisher. resultsStream says SENDID_RESULTS exists.
+// Its ids come from a fresh secret until UseIDs sets the deployment's.
 func NewPublisher(nc *nats.Conn, js jetstream.JetStream, s Subjects, resultsStream bool) *Publisher {
-	return &Publisher{nc: nc, js: js, subjects: s, durable: resultsStream}
+	return &Publisher{nc: nc, js: js, subjects: s, durable: resultsStream, ids: RandomIDs()}
 }
 
-// Result publishes r to subject with Nats-Msg-Id "<id>.<status>". Results on
+// UseIDs sets the deployment's id scheme (see LoadIDs); call it before use.
+func (p *Publisher) UseIDs(ids IDs) { p.ids = ids }
+
+// IDs is the id scheme of the publisher's internal publications.
+func (p *Publisher) IDs() IDs { return p.ids }
+
+// ResultMsgID is a result's Nats-Msg-Id, "<group>.<id>.<status>": scoped by
+// app group, so that one group's result never de-duplicates away another's.
+func ResultMsgID(r Result) string { return r.AppGroup + "." + r.ID + "." + r.Status }
+
+// Result publishes r to subject with Nats-Msg-Id ResultMsgID(r). Results on
 // <prefix>.results.> wait for the results stream's ack; others are core
 // publishes, ordered before the job's ack on the same connection.
 func (p *Publisher) Result(ctx context.Context, subject string, r Result) error {
@@ -38,7 +50,7 @@ func (p *Publisher) Result(ctx context.Context, subject string, r Result) error 
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{HeaderMsgID: []string{r.ID + "." + r.Status}}}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{HeaderMsgID: []string{ResultMsgID(r)}}}
 	if p.durable && strings.HasPrefix(subject, p.subjects.Prefix+".results.") {
 		if _, err := p.js.PublishMsg(ctx, msg); err != nil {
 			return fmt.Errorf("publish result to %s: %w", subject, err)
@@ -51,14 +63,15 @@ func (p *Publisher) Result(ctx context.Context, subject string, r Result) error 
 	return nil
 }
 
-// Ready appends an admitted job to its group's FIFO. msgID de-duplicates a
-// re-admission of the same message after a crash.
-func (p *Publisher) Ready(ctx context.Context, group string, job Job, msgID string) (*jetstream.PubAck, error) {
+// Ready appends an admitted job to its group's FIFO. msgID (IDs.Ready)
+// de-duplicates a re-admission of the job message at stream sequence seq
+// after a crash; a duplicate ack is checked, never taken on trust.
+func (p *Publisher) Ready(ctx context.Context, group string, job Job, msgID string, seq uint64) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(job)
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)
 	}
-	ack, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: p.subjects.Ready(group), Data: data, Header: nats.Header{HeaderMsgID: []string{msgID}}})
+	ack, err := p.publishInternal(ctx, &nats.Msg{Subject: p.subjects.Ready(group), Data: data, Header: nats.Header{HeaderMsgID: []string{msgID}}}, seq)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", p.subjects.Ready(group), err)
 	}
@@ -66,7 +79,8 @@ func (p *Publisher) Ready(ctx context.Context, group string, job Job, msgID stri
 }
 
 // ReadyAsync is Ready without waiting for the stream's ack: publications on
-// one connection keep their order, so a batch can be admitted at once.
+// one connection keep their order, so a batch can be admitted at once. Pass
+// the acknowledged future to ConfirmReady.
 func (p *Publisher) ReadyAsync(group string, job Job, msgID string) (jetstream.PubAckFuture, error) {
 	data, err := json.Marshal(job)
 	if err != nil {
@@ -81,12 +95,19 @@ func (p *Publisher) ReadyAsync(group string, job Job, msgID string) (jetstream.P
 
 // Dead keeps a job that ran out of attempts on <prefix>.dead.<group>.
 func (p *Publisher) Dead(ctx context.Context, group string, job Job, reason string) error {
+	return p.DeadLetter(ctx, group, job, reason, 0)
+}
+
+// DeadLetter is Dead for the ready message at stream sequence seq: a
+// duplicate ack must point at a dead letter stored after it (a re-publication
+// after a crash), else the letter is stored again under a unique id.
+func (p *Publisher) DeadLetter(ctx context.Context, group string, job Job, reason string, seq uint64) error {
 	data, err := json.Marshal(job)
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	_, err = p.js.PublishMsg(ctx, &nats.Msg{Subject: p.subjects.Dead(group), Data: data,
-		Header: nats.Header{HeaderMsgID: []string{job.ID + ".dead"}, HeaderError: []string{reason}}})
+	_, err = p.publishInternal(ctx, &nats.Msg{Subject: p.subjects.Dead(group), Data: data,
+		Header: nats.Header{HeaderMsgID: []string{p.ids.Dead(group, job.ID)}, HeaderError: []string{reason}}}, seq)
 	if err != nil {
 		return fmt.Errorf("publish to %s: %w", p.subjects.Dead(group), err)
 	}

@@ -82,6 +82,13 @@ func (r ReplyRules) Check(subj string) error {
 	if subj[0] == '$' {
 		return fmt.Errorf("%w: %q is in the reserved $ space", ErrReplyTo, subj)
 	}
+	// NATS's own reply spaces: service-import (_R_) and gateway (_GR_)
+	// replies belong to other clients' requests.
+	for _, p := range []string{"_R_.", "_GR_."} {
+		if strings.HasPrefix(subj, p) || subj == p[:len(p)-1] {
+			return fmt.Errorf("%w: %q is in NATS's reserved %s reply space", ErrReplyTo, subj, p[:len(p)-1])
+		}
+	}
 	for i := 0; i < len(subj); i++ {
 		c := subj[i]
 		if c <= ' ' || c >= 0x7f {
