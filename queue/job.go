@@ -43,6 +43,9 @@ const (
 	CodeBrazeRejected    = "braze_rejected"
 	CodeRetriesExhausted = "retries_exhausted"
 	CodeExpired          = "expired"
+	// CodeBacklogFull: the app group's max_backlog jobs are already waiting,
+	// or stream SENDID is full. Nothing was sent; publish again later.
+	CodeBacklogFull = "backlog_full"
 )
 
 // JobError is a job refused for its content.

@@ -215,6 +215,7 @@ const MaxConsumers = 100_000
 // Buckets are the KV buckets the worker uses.
 type Buckets struct {
 	Ledger, Jobs, Pairs jetstream.KeyValue
+	IDs                 IDs // the deployment's id scheme (LoadIDs)
 }
 
 // BucketSettings configures EnsureBuckets.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -92,7 +91,7 @@ func (a *admission) answer(ctx context.Context, msg jetstream.Msg, dest string, 
 	if err := msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", r.ID), zap.Error(err))
 	}
-	w.o.Metrics.Jobs.WithLabelValues(r.AppGroup, r.Status).Inc()
+	w.o.Metrics.Jobs.WithLabelValues(w.groupLabel(r.AppGroup), r.Status).Inc()
 	fields := []zap.Field{zap.String("job_id", r.ID), zap.String("app_group", r.AppGroup), zap.String("status", r.Status),
 		zap.Int("attempts", r.Attempts), zap.Bool("duplicate", r.Duplicate), zap.String("reply_to", dest)}
 	if r.Error != nil {
@@ -178,7 +177,7 @@ func (a *admission) prepare(ctx context.Context, msg jetstream.Msg) *pending {
 		if h := msg.Headers().Get(queue.HeaderMsgID); queue.ValidID(h) {
 			id = h
 		} else {
-			id = queue.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+			id = w.o.Publisher.IDs().Job(meta.Sequence.Stream)
 		}
 	}
 	res := queue.Result{ID: id, AppGroup: group, CampaignID: job.CampaignID, SendID: job.SendID, Meta: job.Meta, Status: queue.StatusFailed}
@@ -192,7 +191,7 @@ func (a *admission) prepare(ctx context.Context, msg jetstream.Msg) *pending {
 	}
 	var replyErr error
 	if reply != "" {
-		if replyErr = w.rules.Check(reply); replyErr == nil {
+		if replyErr = w.replyRules(group).CheckFor(group, reply); replyErr == nil {
 			dest = reply
 		}
 	}
@@ -254,6 +253,11 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 		a.retryLater(p.msg, "forecast", p.res.ID, err)
 		return false
 	}
+	if full := backlogFull(p.lane, position); full != nil {
+		res.Error = full
+		a.answer(ctx, p.msg, p.dest, res)
+		return false
+	}
 	if p.job.NotAfter != nil && eta.After(*p.job.NotAfter) {
 		res.Status, res.Error = queue.StatusExpired, fail(queue.CodeExpired, "forecast to run at %s, after not_after %s",
 			eta.UTC().Format(time.RFC3339), p.job.NotAfter.UTC().Format(time.RFC3339))
@@ -262,7 +266,7 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 	}
 	job := p.job
 	job.ID, job.ReplyTo = p.res.ID, p.dest
-	if p.ack, err = w.o.Publisher.ReadyAsync(p.group, job, job.ID+"@"+strconv.FormatUint(p.seq, 10)); err != nil {
+	if p.ack, err = w.o.Publisher.ReadyAsync(p.group, job, w.o.Publisher.IDs().Ready(p.group, job.ID, p.seq)); err != nil {
 		a.retryLater(p.msg, "admit", job.ID, err)
 		return false
 	}
@@ -285,9 +289,14 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 func (a *admission) confirm(ctx context.Context, p *pending) {
 	w := a.w
 	select {
-	case <-p.ack.Ok():
+	case ack := <-p.ack.Ok():
+		// A duplicate ack must be this job's own earlier admission.
+		if err := w.o.Publisher.ConfirmReady(ctx, ack, p.ack.Msg(), p.seq); err != nil {
+			a.refuseFull(ctx, p, err)
+			return
+		}
 	case err := <-p.ack.Err():
-		a.retryLater(p.msg, "admit", p.res.ID, err)
+		a.refuseFull(ctx, p, err)
 		return
 	case <-ctx.Done():
 		_ = p.msg.Nak()

@@ -24,6 +24,11 @@ type Group struct {
 	Key    braze.Key
 	Sender Sender
 	Policy quota.Policy
+	// ReplyAllow is the group's reply-subject allow-list; empty: the
+	// worker's (Options.ReplyAllow).
+	ReplyAllow []string
+	// MaxBacklog bounds the group's admitted jobs; 0: unlimited.
+	MaxBacklog int
 }
 
 // Options are the worker's collaborators and settings. Every field without

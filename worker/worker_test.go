@@ -28,7 +28,7 @@ func TestCreatesAndAnswers(t *testing.T) {
 	for i := range 3 {
 		r := f[fmt.Sprint("j", i)]
 		if r.Status != "created" || r.Subject != fmt.Sprint("test.r", i) || r.SendID != fmt.Sprint("s", i) || r.Attempts != 1 ||
-			r.Duplicate || r.AppGroup != "default" || r.MsgID != fmt.Sprintf("j%d.created", i) || string(r.Meta) != fmt.Sprintf(`{"n":%d,"tag":"x"}`, i) {
+			r.Duplicate || r.AppGroup != "default" || r.MsgID != fmt.Sprintf("default.j%d.created", i) || string(r.Meta) != fmt.Sprintf(`{"n":%d,"tag":"x"}`, i) {
 			t.Errorf("job %d: %+v", i, r)
 		}
 	}

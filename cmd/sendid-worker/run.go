@@ -263,6 +263,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 	}
 	setupErr.Store(nil)
+	publisher := queue.NewPublisher(nc, js, subjects, cfg.Streams.Results)
+	publisher.UseIDs(buckets.IDs)
 
 	pols := quota.NewPolicies(log.Named("quota"))
 	clock := quota.SystemClock{}
@@ -270,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	w, err := worker.New(worker.Options{
 		NC: nc, JS: js, Subjects: subjects,
 		Records:   queue.NewRecords(buckets.Jobs, buckets.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subjects, cfg.Streams.Results),
+		Publisher: publisher,
 		Ledger:    ledger, Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock,
 		Log: log, Metrics: metrics,
 		MaxJobBytes: cfg.MaxJobBytes, MaxAttempts: cfg.Braze.MaxAttempts, CallTimeout: cfg.Braze.Timeout,
@@ -317,14 +319,20 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (que
 	if err := queue.EnsureStreams(sctx, js, queue.StreamSettings{
 		Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}, Replicas: cfg.Streams.Replicas,
 		DuplicateWindow: cfg.Streams.DuplicateWindow, Results: cfg.Streams.Results, ResultsMaxAge: cfg.Streams.ResultsMaxAge,
+		MaxBytes: cfg.Streams.MaxBytes, ResultsMaxBytes: cfg.Streams.ResultsMaxBytes,
 	}); err != nil {
 		return queue.Buckets{}, err
 	}
-	return queue.EnsureBuckets(sctx, js, queue.BucketSettings{
+	b, err := queue.EnsureBuckets(sctx, js, queue.BucketSettings{
 		Replicas:     cfg.Streams.Replicas,
 		LedgerTTL:    max(3*cfg.Quota.Period, 72*time.Hour),
 		JobRecordTTL: cfg.Streams.JobRecordTTL, PairTTL: cfg.Streams.PairTTL,
 	})
+	if err != nil {
+		return b, err
+	}
+	b.IDs, err = queue.LoadIDs(sctx, js, cfg.Streams.Replicas)
+	return b, err
 }
 
 // buildGroups resolves app groups into worker groups, one Braze client per
@@ -353,7 +361,8 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 		}
 		out = append(out, worker.Group{
 			Name: g.Name, Key: braze.Key(keys[g.Name].Reveal()), Sender: c,
-			Policy: quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location},
+			Policy:     quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location},
+			ReplyAllow: g.ReplySubjects, MaxBacklog: g.MaxBacklog,
 		})
 	}
 	if len(problems) > 0 {

@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/sendid/sendid/queue"
+)
+
+// UnknownGroupLabel is the app_group label of every group that is not
+// configured: subjects are publisher input, and one series per junk name
+// would grow the metrics without bound.
+const UnknownGroupLabel = "_unknown"
+
+// groupLabel is the metric label for group.
+func (w *Worker) groupLabel(group string) string {
+	if w.lane(group) == nil {
+		return UnknownGroupLabel
+	}
+	return group
+}
+
+// replyRules are the reply-subject rules of group: its own allow-list when
+// it has one, else the worker's.
+func (w *Worker) replyRules(group string) queue.ReplyRules {
+	if l := w.lane(group); l != nil {
+		if g := l.settings.Load(); len(g.ReplyAllow) > 0 {
+			return queue.ReplyRules{Subjects: w.o.Subjects, Allow: g.ReplyAllow}
+		}
+	}
+	return w.rules
+}
+
+// backlogFull refuses a job when ahead jobs already wait in the lane's FIFO
+// and that reaches the group's max_backlog.
+func backlogFull(l *lane, ahead int) *queue.ResultError {
+	g := l.settings.Load()
+	if g.MaxBacklog <= 0 || ahead < g.MaxBacklog {
+		return nil
+	}
+	return fail(queue.CodeBacklogFull, "app group %s already has %d jobs waiting (max_backlog %d); publish again later", l.group, ahead, g.MaxBacklog)
+}
+
+// refuseFull handles an admission whose publication failed: a full stream
+// answers the job backlog_full (it cannot be admitted, and waiting would keep
+// the stream full), anything else is retried.
+func (a *admission) refuseFull(ctx context.Context, p *pending, err error) {
+	if !queue.IsStreamFull(err) {
+		a.retryLater(p.msg, "admit", p.res.ID, err)
+		return
+	}
+	res := p.res
+	res.Error = fail(queue.CodeBacklogFull, "stream %s is full; publish again later", queue.Stream)
+	a.answer(ctx, p.msg, p.dest, res)
+}
