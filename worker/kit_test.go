@@ -34,6 +34,7 @@ type kit struct {
 	done    chan error
 	results *collector
 	client  *braze.Client
+	pub     *queue.Publisher
 }
 
 type kitOptions struct {
@@ -41,6 +42,8 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	tune        func(*worker.Group) // adjusts each group before the worker starts
+	metrics     *worker.Metrics
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -70,14 +73,19 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		if v, ok := o.keys[name]; ok {
 			key = v
 		}
-		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol})
+		g := worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol}
+		if o.tune != nil {
+			o.tune(&g)
+		}
+		groups = append(groups, g)
 	}
+	k.pub = queue.NewPublisher(k.nc, k.js, k.subj, true)
 	log := zaptest.NewLogger(t)
 	pols := quota.NewPolicies(log)
 	k.w, err = worker.New(worker.Options{
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
-		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: quota.NewKV(b.Ledger, pols, quota.SystemClock{}),
-		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
+		Publisher: k.pub, Ledger: quota.NewKV(b.Ledger, pols, quota.SystemClock{}),
+		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log, Metrics: o.metrics,
 		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
 	}, groups)
