@@ -223,7 +223,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			r := j.result(queue.StatusFailed)
 			r.Error = &queue.ResultError{Code: queue.CodeRetriesExhausted,
 				Message: "gave up after " + strconv.Itoa(j.rec.Attempts) + " attempts: " + o.err.Error(), HTTPStatus: o.err.StatusCode}
-			if err := w.o.Publisher.Dead(hard, e.group, j.spec, r.Error.Message); err != nil {
+			if err := w.o.Publisher.DeadLetter(hard, e.group, j.spec, r.Error.Message, j.seq); err != nil {
 				return e.putBack(j, "dead_letter", err)
 			}
 			w.o.Metrics.DeadLettered.WithLabelValues(e.group).Inc()

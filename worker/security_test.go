@@ -208,19 +208,16 @@ func TestHostileMsgIDs(t *testing.T) {
 	ctx := context.Background()
 	ids := k.pub.IDs()
 	// hostile publishes a junk job under msgID, then the victim right after
-	// it; msgID may depend on the victim's stream sequence.
-	hostile := func(victim, campaign string, msgID func(victimSeq uint64) string) {
+	// it; msgID may depend on the victim's id and stream sequence. It
+	// returns the victim's id.
+	hostile := func(victim, campaign string, msgID func(victim string, victimSeq uint64) string) string {
 		t.Helper()
-		// Nothing else publishes into SENDID meanwhile: wait for the
-		// earlier victims' admissions to settle.
-		var ack *jetstream.PubAck
-		var err error
 		for range 3 {
 			st, _ := k.js.Stream(ctx, queue.Stream)
 			info, _ := st.Info(ctx)
 			next := info.State.LastSeq + 2
-			ack, err = k.js.PublishMsg(ctx, &nats.Msg{Subject: "sendid.jobs", Data: []byte("junk"),
-				Header: nats.Header{queue.HeaderMsgID: []string{msgID(next)}}})
+			ack, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: "sendid.jobs", Data: []byte("junk"),
+				Header: nats.Header{queue.HeaderMsgID: []string{msgID(victim, next)}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,56 +225,65 @@ func TestHostileMsgIDs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ack.Sequence+1 == vack.Sequence && vack.Sequence == next {
-				return
+			if !ack.Duplicate && ack.Sequence+1 == vack.Sequence && vack.Sequence == next {
+				return victim
 			}
-			// Someone published in between: the id aimed at the wrong
-			// sequence; the victim still counts, aim again with another.
+			// Something published in between: the id aimed at the wrong
+			// sequence. That victim must be answered too; aim again.
+			k.results.waitFinals(t, len(k.results.finals())+1, 20*time.Second)
 			victim += "x"
 		}
 		t.Fatalf("could not place the hostile message right before %s", victim)
+		return ""
 	}
-	victims := []string{}
-	add := func(v, campaign string, id func(uint64) string) {
-		hostile(v, campaign, id)
-		victims = append(victims, v)
-		k.results.waitFinals(t, len(victims)+countJunk(k), 20*time.Second)
-	}
-	add("victim-1", "c", func(seq uint64) string { return fmt.Sprintf("victim-1@%d", seq) })
-	add("victim-2", "c", func(seq uint64) string { return ids.Ready("default", "victim-2", seq) })
-	add("victim-3", "c", func(uint64) string { return "ready-" + randomHex(16) })
-	add("victim-4", "doomed", func(uint64) string { return "victim-4.dead" })
-	add("victim-5", "doomed", func(uint64) string { return "dead-" + randomHex(16) })
-
-	finals := k.results.finals()
-	for _, v := range victims {
-		v = strings.TrimRight(v, "x")
-		r, ok := finals[v]
-		if !ok {
-			for id := range finals {
-				if strings.HasPrefix(id, v) {
-					r, ok = finals[id], true
-				}
+	victims := map[string]string{} // victim id → status it must end with
+	add := func(v, campaign string, id func(string, uint64) string) {
+		t.Helper()
+		v = hostile(v, campaign, id)
+		victims[v] = queue.StatusCreated
+		if campaign == "doomed" {
+			victims[v] = queue.StatusFailed
+		}
+		// Its junk is answered before it (admission goes in order).
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, ok := k.results.finals()[v]; ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered", v)
+			}
+			select {
+			case <-k.results.more:
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		want := queue.StatusCreated
-		if v == "victim-4" || v == "victim-5" {
-			want = queue.StatusFailed
-		}
-		if !ok || r.Status != want || r.Subject != "test.victims" {
-			t.Errorf("%s: answered %v %+v, want %s", v, ok, r.Result, want)
+	}
+	add("victim-1", "c", func(v string, seq uint64) string { return fmt.Sprintf("%s@%d", v, seq) })
+	add("victim-2", "c", func(v string, seq uint64) string { return ids.Ready("default", v, seq) })
+	add("victim-3", "c", func(string, uint64) string { return "ready-" + randomHex(16) })
+	add("victim-4", "doomed", func(v string, _ uint64) string { return v + ".dead" })
+	add("victim-5", "doomed", func(string, uint64) string { return "dead-" + randomHex(16) })
+	add("victim-6", "doomed", func(v string, _ uint64) string { return ids.Dead("default", v) })
+
+	finals := k.results.finals()
+	for v, want := range victims {
+		if r := finals[v]; r.Status != want || r.Subject != "test.victims" {
+			t.Errorf("%s: answered %+v, want %s", v, r.Result, want)
 		}
 	}
 	dead, err := queue.ListDead(ctx, k.js, k.subj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := map[string]bool{}
+	kept := 0
 	for _, d := range dead {
-		kept[strings.TrimRight(d.Job.ID, "x")] = true
+		if victims[d.Job.ID] == queue.StatusFailed {
+			kept++
+		}
 	}
-	if !kept["victim-4"] || !kept["victim-5"] || len(dead) != 2 {
-		t.Errorf("dead letters %+v, want victim-4 and victim-5", dead)
+	if kept != 3 || len(dead) != 3 {
+		t.Errorf("dead letters %+v, want the 3 doomed victims", dead)
 	}
 }
 
@@ -287,18 +293,6 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// countJunk counts the invalid_job answers to the hostile messages.
-func countJunk(k *kit) int {
-	n := 0
-	for id, r := range k.results.finals() {
-		if r.Error != nil && r.Error.Code == queue.CodeInvalidJob {
-			_ = id
-			n++
-		}
-	}
-	return n
 }
 
 // Must hold #3: reply_to another group's results is refused; a forged
