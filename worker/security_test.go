@@ -460,3 +460,60 @@ func TestMaxBacklog(t *testing.T) {
 		}
 	}
 }
+
+// A full stream SENDID (discard new) refuses new publishes; the jobs it
+// holds are each admitted or answered backlog_full — none is stuck or lost.
+func TestFullStreamAnswersBacklogFull(t *testing.T) {
+	t.Parallel()
+	k := newKit(t, kitOptions{})
+	ctx := context.Background()
+	if err := queue.PauseLane(ctx, k.js, k.subj, k.nc, "default", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.EnsureStreams(ctx, k.js, queue.StreamSettings{Subjects: k.subj, Replicas: 1, DuplicateWindow: 2 * time.Minute,
+		Results: true, ResultsMaxAge: time.Hour, MaxBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	meta := `"` + strings.Repeat("m", 4000) + `"`
+	stored := 0
+	for i := range 1000 {
+		body := fmt.Sprintf(`{"campaign_id":"c","id":"j%04d","reply_to":"test.r","meta":%s}`, i, meta)
+		if _, err := k.js.Publish(ctx, "sendid.jobs", []byte(body)); err != nil {
+			if !queue.IsStreamFull(err) {
+				t.Fatal(err)
+			}
+			break
+		}
+		stored++
+	}
+	if stored == 1000 {
+		t.Fatal("the stream never filled")
+	}
+	// Every stored job ends admitted (waiting in the paused FIFO) or answered.
+	cons, err := k.js.Consumer(ctx, queue.Stream, queue.LaneConsumer("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var admitted, full int
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admitted, full = int(info.NumPending)+info.NumAckPending, 0
+		for _, r := range k.results.finals() {
+			if r.Error != nil && r.Error.Code == queue.CodeBacklogFull {
+				full++
+			}
+		}
+		if admitted+full == stored || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%d jobs stored before the stream was full: %d admitted, %d answered backlog_full", stored, admitted, full)
+	if admitted+full != stored || full == 0 || len(k.results.finals()) != full {
+		t.Fatalf("%d stored, %d admitted, %d backlog_full, %d answers", stored, admitted, full, len(k.results.finals()))
+	}
+}
