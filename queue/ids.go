@@ -137,18 +137,19 @@ func IsStreamFull(err error) bool {
 // while working on the message at stream sequence after: the stored original
 // must be newer than after and carry msg's subject and Nats-Msg-Id. An
 // original that is gone (a consumer removed it) counts as ours when it was
-// newer than after: only sendid knows the id.
-func (p *Publisher) ours(ctx context.Context, ack *jetstream.PubAck, msg *nats.Msg, after uint64) (bool, error) {
+// newer than after and the id is secret (gone); with a guessable id it does
+// not.
+func ours(ctx context.Context, js jetstream.JetStream, ack *jetstream.PubAck, msg *nats.Msg, after uint64, gone bool) (bool, error) {
 	if ack.Sequence <= after {
 		return false, nil
 	}
-	st, err := p.js.Stream(ctx, ack.Stream)
+	st, err := js.Stream(ctx, ack.Stream)
 	if err != nil {
 		return false, fmt.Errorf("check duplicate: %w", err)
 	}
 	orig, err := st.GetMsg(ctx, ack.Sequence)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return true, nil
+		return gone, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("check duplicate: %w", err)
@@ -162,17 +163,24 @@ func (p *Publisher) ours(ctx context.Context, ack *jetstream.PubAck, msg *nats.M
 // re-publication after a crash still finds its original), so the message is
 // never lost to a foreign one.
 func (p *Publisher) publishInternal(ctx context.Context, msg *nats.Msg, after uint64) (*jetstream.PubAck, error) {
-	ack, err := p.js.PublishMsg(ctx, msg)
+	return publishChecked(ctx, p.js, msg, after, true)
+}
+
+// publishChecked is publishInternal for any JetStream handle (sendidctl's
+// replays too); gone says what an original that is no longer stored means
+// (see ours).
+func publishChecked(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, after uint64, gone bool) (*jetstream.PubAck, error) {
+	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		return nil, err
 	}
-	return p.confirmInternal(ctx, ack, msg, after)
+	return confirmChecked(ctx, js, ack, msg, after, gone)
 }
 
 // maxAlternates bounds the alternate ids tried after foreign duplicates.
 const maxAlternates = 4
 
-func (p *Publisher) confirmInternal(ctx context.Context, ack *jetstream.PubAck, msg *nats.Msg, after uint64) (*jetstream.PubAck, error) {
+func confirmChecked(ctx context.Context, js jetstream.JetStream, ack *jetstream.PubAck, msg *nats.Msg, after uint64, gone bool) (*jetstream.PubAck, error) {
 	base := msg.Header.Get(HeaderMsgID)
 	cp := *msg
 	cp.Header = nats.Header{}
@@ -183,7 +191,7 @@ func (p *Publisher) confirmInternal(ctx context.Context, ack *jetstream.PubAck, 
 		if !ack.Duplicate {
 			return ack, nil
 		}
-		ok, err := p.ours(ctx, ack, &cp, after)
+		ok, err := ours(ctx, js, ack, &cp, after, gone)
 		if err != nil || ok {
 			return ack, err
 		}
@@ -191,7 +199,7 @@ func (p *Publisher) confirmInternal(ctx context.Context, ack *jetstream.PubAck, 
 			return nil, fmt.Errorf("%d foreign messages hold the ids of this publication", i)
 		}
 		cp.Header.Set(HeaderMsgID, base+"~"+strconv.Itoa(i))
-		if ack, err = p.js.PublishMsg(ctx, &cp); err != nil {
+		if ack, err = js.PublishMsg(ctx, &cp); err != nil {
 			return nil, err
 		}
 	}
@@ -201,7 +209,7 @@ func (p *Publisher) confirmInternal(ctx context.Context, ack *jetstream.PubAck, 
 // for the job message at stream sequence seq: a duplicate that is not a
 // re-admission of that job is published again under a unique id.
 func (p *Publisher) ConfirmReady(ctx context.Context, ack *jetstream.PubAck, msg *nats.Msg, seq uint64) error {
-	if _, err := p.confirmInternal(ctx, ack, msg, seq); err != nil {
+	if _, err := confirmChecked(ctx, p.js, ack, msg, seq, true); err != nil {
 		return fmt.Errorf("publish to %s: %w", msg.Subject, err)
 	}
 	return nil

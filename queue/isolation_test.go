@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,49 @@ func TestStreamByteLimits(t *testing.T) {
 	info, err := st.Info(ctx)
 	if err != nil || info.State.Msgs != uint64(stored) || info.State.FirstSeq != 1 {
 		t.Fatalf("stored jobs were dropped: %+v %v", info.State, err)
+	}
+}
+
+// A replay's Nats-Msg-Id is guessable: taken beforehand by a publisher (and
+// its message already consumed), the replay still reaches the job subject.
+func TestReplayNotSwallowed(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	nc, js := s.Connect()
+	ctx := context.Background()
+	subj := queue.Subjects{Prefix: "sendid"}
+	if err := queue.EnsureStreams(ctx, js, queue.StreamSettings{Subjects: subj, Replicas: 1, DuplicateWindow: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := queue.EnsureBuckets(ctx, js, queue.BucketSettings{Replicas: 1, LedgerTTL: time.Hour, JobRecordTTL: time.Hour, PairTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := queue.NewPublisher(nc, js, subj, false)
+	if err := pub.Dead(ctx, "default", queue.Job{ID: "victim", CampaignID: "c"}, "gave up"); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := queue.ListDead(ctx, js, subj)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("%v %v", dead, err)
+	}
+	st, _ := js.Stream(ctx, queue.Stream)
+	hack, err := js.PublishMsg(ctx, &nats.Msg{Subject: "sendid.jobs", Data: []byte("junk"),
+		Header: nats.Header{queue.HeaderMsgID: []string{fmt.Sprintf("victim.replay.%d", dead[0].Seq)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, hack.Sequence); err != nil { // admission consumed it
+		t.Fatal(err)
+	}
+	if err := queue.Replay(ctx, js, subj, queue.NewRecords(b.Jobs, b.Pairs), dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, hack.Sequence+1, jetstream.WithGetMsgSubject("sendid.jobs.default"))
+	if err != nil || !bytes.Contains(m.Data, []byte(`"victim"`)) {
+		t.Fatalf("replay not stored: %v %v", m, err)
+	}
+	if dead, _ = queue.ListDead(ctx, js, subj); len(dead) != 0 {
+		t.Fatalf("dead letter kept: %v", dead)
 	}
 }

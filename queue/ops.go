@@ -59,7 +59,10 @@ func Replay(ctx context.Context, js jetstream.JetStream, s Subjects, rec *Record
 		return err
 	}
 	msg := &nats.Msg{Subject: s.Jobs(dl.Group), Data: data, Header: nats.Header{HeaderMsgID: []string{fmt.Sprintf("%s.replay.%d", dl.Job.ID, dl.Seq)}}}
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
+	// The id is guessable: a duplicate counts only if its original is still
+	// stored, newer than the dead letter, on the job subject; otherwise the
+	// replay goes out under an alternate id rather than vanish.
+	if _, err := publishChecked(ctx, js, msg, dl.Seq, false); err != nil {
 		return fmt.Errorf("replay %s: %w", dl.Job.ID, err)
 	}
 	st, err := js.Stream(ctx, Stream)
