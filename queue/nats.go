@@ -29,6 +29,9 @@ type ConnOptions struct {
 	// authentication failures still fail at once.
 	RetryOnFailedConnect bool
 	Log                  *zap.Logger
+	// User and Password, or Token, authenticate without a creds or nkey
+	// file (sendidctl reads them from a nats CLI context).
+	User, Password, Token string
 }
 
 // Connect dials NATS with reconnect-forever and jittered backoff. Connection
@@ -67,6 +70,12 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
 	}
 	if o.NKeyFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
