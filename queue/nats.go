@@ -51,7 +51,11 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		nats.ReconnectWait(wait),
 		nats.ReconnectJitter(wait/2, wait),
 		nats.PingInterval(20 * time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() && err == nil {
+				log.Debug("nats connection closed") // our own Close or Drain: no warning
+				return
+			}
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
