@@ -142,7 +142,7 @@ func TestConnectionFlagsAnywhere(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		code, out, errOut = ctlEnv(t, env, "job", "job-w1", "--json")
-		if code == 0 && json.Unmarshal([]byte(out), &v) == nil && v.Status == "waiting" && v.Position == 2 {
+		if code == 0 && json.Unmarshal([]byte(out), &v) == nil && v.Status == "waiting" && v.Position != nil && *v.Position == 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -25,7 +25,7 @@ type jobView struct {
 	ID       string        `json:"id"`
 	AppGroup string        `json:"app_group"`
 	Status   string        `json:"status"` // waiting, in_progress, or the final status
-	Position int           `json:"position,omitempty"`
+	Position *int          `json:"position,omitempty"` // waiting: jobs of the group ahead of it (0: next), as in a deferred notice
 	Attempts int           `json:"attempts"`
 	InDoubt  bool          `json:"in_doubt"`
 	Result   *queue.Result `json:"result,omitempty"`
@@ -96,14 +96,14 @@ func setupJob(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 		default:
 			// No record yet: the lane has not reached it. Look for it in the
 			// group's FIFO.
-			p, err := waitingPosition(cctx, js, c.subjects(), *group, id)
+			ahead, found, err := waitingPosition(cctx, js, c.subjects(), *group, id)
 			if err != nil {
 				return err
 			}
-			if p == 0 {
+			if !found {
 				return fmt.Errorf("no job %q in app group %q (not waiting, not worked on, and no result kept)", id, *group)
 			}
-			v.Status, v.Position = "waiting", p
+			v.Status, v.Position = "waiting", &ahead
 		}
 		if c.json {
 			printJSON(e.stdout, v)
@@ -114,8 +114,8 @@ func setupJob(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 		row("job", v.ID)
 		row("app group", v.AppGroup)
 		row("status", v.Status)
-		if v.Position > 0 {
-			row("position", fmt.Sprintf("%d (jobs of the group ahead of it, plus one)", v.Position))
+		if v.Position != nil {
+			row("position", fmt.Sprintf("%d (jobs of the group ahead of it)", *v.Position))
 		}
 		row("attempts", v.Attempts)
 		row("in doubt", map[bool]string{true: "yes: an earlier call may have reached Braze without its answer being recorded", false: "no"}[v.InDoubt])
@@ -133,27 +133,24 @@ func setupJob(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 	}
 }
 
-// waitingPosition is the 1-based place of job id among the group's admitted
-// jobs, or 0 when it is not there. It reads the stream by subject, oldest
-// first.
-func waitingPosition(ctx context.Context, js jetstream.JetStream, s queue.Subjects, group, id string) (int, error) {
+// waitingPosition finds job id among the group's admitted jobs and says
+// how many are ahead of it. It reads the stream by subject, oldest first.
+func waitingPosition(ctx context.Context, js jetstream.JetStream, s queue.Subjects, group, id string) (ahead int, found bool, err error) {
 	st, err := js.Stream(ctx, queue.Stream)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	n := 0
-	for seq := uint64(1); ; {
+	for seq := uint64(1); ; ahead++ {
 		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.Ready(group)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return 0, nil
+			return 0, false, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read the backlog of %s: %w", group, err)
+			return 0, false, fmt.Errorf("read the backlog of %s: %w", group, err)
 		}
-		n++
 		var j queue.Job
 		if json.Unmarshal(m.Data, &j) == nil && j.ID == id {
-			return n, nil
+			return ahead, true, nil
 		}
 		seq = m.Sequence + 1
 	}
