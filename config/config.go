@@ -244,7 +244,7 @@ func (c *Config) decode(data []byte) (problems []string, err error) {
 	return problems, nil
 }
 
-// applyEnv reads the SENDID_* variables of ARCHITECTURE.md §5.
+// applyEnv reads the SENDID_* variables (README: Configuration).
 func (c *Config) applyEnv(getenv func(string) string) error {
 	var problems []string
 	str := func(name string, dst *string) {
