@@ -24,7 +24,7 @@ func init() {
 type jobView struct {
 	ID       string        `json:"id"`
 	AppGroup string        `json:"app_group"`
-	Status   string        `json:"status"` // waiting, in_progress, or the final status
+	Status   string        `json:"status"`             // waiting, in_progress, or the final status
 	Position *int          `json:"position,omitempty"` // waiting: jobs of the group ahead of it (0: next), as in a deferred notice
 	Attempts int           `json:"attempts"`
 	InDoubt  bool          `json:"in_doubt"`
