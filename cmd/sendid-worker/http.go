@@ -29,7 +29,7 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := ops.NewServer(ops.Handler(reg, level, ready, withPprof, ops.WithAdmin(admin)), ops.DefaultTimeouts())
+	srv := ops.NewServer(logLevelChanges(ops.Handler(reg, level, ready, withPprof, ops.WithAdmin(admin)), level, ops.LogLevelPath, log), ops.DefaultTimeouts())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
