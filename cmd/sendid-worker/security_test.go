@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,19 +55,31 @@ func TestCredentialFilePermissions(t *testing.T) {
 	ns := natstest.Start(t)
 	sim := brazetest.NewServer(brazetest.Options{})
 	t.Cleanup(sim.Close)
+	const adminToken = "admin-0123456789-abcdef"
 	denv := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
-		"SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
+		"SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), "SENDID_HTTP_ADMIN_TOKEN": adminToken, "SENDID_LOG_LEVEL": "debug"}
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, envMap(denv), nil, &logs) }()
 	d := &daemon{http: "http://" + denv["SENDID_HTTP_ADDR"]}
 	waitFor(t, "ready", 20*time.Second, func() bool { return d.status("/readyz") == 200 })
+	req, _ := http.NewRequest(http.MethodPut, d.http+"/loglevel", strings.NewReader(`{"level":"info"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT /loglevel with the token: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "credential file is readable by other users") || !strings.Contains(logs.String(), `"mode":"0640"`) {
 		t.Fatalf("no start-up warning:\n%s", tail(logs.String(), 2000))
+	}
+	if !strings.Contains(logs.String(), "log level changed") || strings.Contains(logs.String(), adminToken) || strings.Contains(logs.String(), adminToken[6:]) {
+		t.Fatalf("level change not logged, or the admin token printed:\n%s", tail(logs.String(), 2000))
 	}
 }
