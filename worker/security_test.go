@@ -517,3 +517,30 @@ func TestFullStreamAnswersBacklogFull(t *testing.T) {
 		t.Fatalf("%d stored, %d admitted, %d backlog_full, %d answers", stored, admitted, full, len(k.results.finals()))
 	}
 }
+
+// A group's own reply_subjects applies to its jobs only.
+func TestReplySubjectsPerGroup(t *testing.T) {
+	t.Parallel()
+	pol := quota.Policy{Cap: 100, Burst: 100, Period: 24 * time.Hour}
+	k := newKit(t, kitOptions{
+		groups: map[string]quota.Policy{"a": pol, "b": pol},
+		tune: func(g *worker.Group) {
+			if g.Name == "a" {
+				g.ReplyAllow = []string{"test.a.>"}
+			}
+		},
+	})
+	k.publish("sendid.jobs.a", job("c", "s1", "a-own", "test.a.r"))
+	k.publish("sendid.jobs.a", job("c", "s2", "a-other", "test.b.r"))
+	k.publish("sendid.jobs.b", job("c", "s3", "b-any", "test.b.r"))
+	f := k.results.waitFinals(t, 3, 20*time.Second)
+	if r := f["a-own"]; r.Status != queue.StatusCreated || r.Subject != "test.a.r" {
+		t.Errorf("a-own: %+v on %s", r.Result, r.Subject)
+	}
+	if r := f["a-other"]; r.Error == nil || r.Error.Code != queue.CodeInvalidReplyTo || r.Subject != "sendid.results.a" {
+		t.Errorf("a-other: %+v on %s", r.Result, r.Subject)
+	}
+	if r := f["b-any"]; r.Status != queue.StatusCreated || r.Subject != "test.b.r" {
+		t.Errorf("b-any: %+v on %s", r.Result, r.Subject)
+	}
+}
