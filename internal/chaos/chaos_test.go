@@ -175,7 +175,9 @@ func TestChaos(t *testing.T) {
 	n := *jobsFlag
 	for i := range n {
 		g := groups[i%len(groups)]
-		body := fmt.Sprintf(`{"campaign_id":"c","send_id":"x-%d","id":"job-%d","reply_to":"sendid.results.chaos"}`, i, i)
+		// A reply under the job's own group's results subject (another
+		// group's is refused).
+		body := fmt.Sprintf(`{"campaign_id":"c","send_id":"x-%d","id":"job-%d","reply_to":"sendid.results.%s.chaos"}`, i, i, g.name)
 		publish(t, js, "sendid.jobs."+g.name, body)
 	}
 	t.Logf("submitted %d jobs over %d app groups in %s", n, len(groups), time.Since(started).Round(time.Millisecond))
@@ -269,7 +271,7 @@ func finals(t *testing.T, js jetstream.JetStream) map[string]string {
 	out := map[string]string{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, queue.ResultsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"sendid.results.chaos"}})
+	cons, err := js.OrderedConsumer(ctx, queue.ResultsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"sendid.results.*.chaos"}})
 	if err != nil {
 		return out
 	}
