@@ -145,7 +145,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	timeout := g.o.Clock.After(wait)
 	select {
 	case res := <-ch:
-		g.answer(w, r.Context(), route, req, key, res)
+		g.answer(r.Context(), w, route, req, key, res)
 		return
 	case <-timeout:
 	case <-g.quit:
@@ -155,17 +155,19 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	g.waiters.remove(key, ch)
 	select {
 	case res := <-ch: // arrived while the wait ended
-		g.answer(w, r.Context(), route, req, key, res)
+		g.answer(r.Context(), w, route, req, key, res)
 	default:
 		g.remember(r.Context(), key, queue.Result{ID: id, AppGroup: group, SendID: sendID, Status: StatusQueued, At: g.o.Clock.Now().UTC()}, true)
 		g.write(w, route, queued(req, nil), req)
 	}
 }
 
-// answer writes the answer to a result or notice; a notice is stored first,
-// so that GET /jobs/<id> finds it as soon as the caller reads the 202.
-func (g *Gateway) answer(w http.ResponseWriter, ctx context.Context, route string, req request, key string, res queue.Result) {
-	if res.Status == queue.StatusDeferred {
+// answer writes the answer to a result or notice. Answers the worker keeps
+// no job record of are stored first, so that GET /jobs/<id> finds them as
+// soon as the caller has read its answer: notices, and results given
+// without a Braze call (admission's refusals, expiries and duplicate pairs).
+func (g *Gateway) answer(ctx context.Context, w http.ResponseWriter, route string, req request, key string, res queue.Result) {
+	if res.Status == queue.StatusDeferred || res.Attempts == 0 {
 		g.remember(ctx, key, res, false)
 	}
 	g.write(w, route, decide(req, res), req)

@@ -66,7 +66,7 @@ func startGateway(ctx context.Context, f flags, cfg *config.Config, keys map[str
 	}
 	gw, err := gateway.New(gateway.Options{
 		NC: nc, JS: js, Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix},
-		Finals: recordFinals{queue.NewRecords(buckets.Jobs, buckets.Pairs)}, Usage: ledger,
+		Finals: gateway.RecordFinals(queue.NewRecords(buckets.Jobs, buckets.Pairs)), Usage: ledger,
 		Credentials: creds, Listeners: listeners, Log: log, Metrics: gateway.NewMetrics(reg),
 		MaxBodyBytes: cfg.MaxJobBytes, Wait: gc.Wait, MaxWaiting: gc.MaxWaiting,
 		ReadHeaderTimeout: gc.ReadHeaderTimeout, ReadTimeout: gc.ReadTimeout, WriteTimeout: gc.WriteTimeout, IdleTimeout: gc.IdleTimeout,
@@ -114,17 +114,6 @@ func gatewayCredentials(cfg *config.Config, keys map[string]config.Secret, geten
 		}
 	}
 	return out, nil
-}
-
-// recordFinals reads final results from the worker's job records.
-type recordFinals struct{ r *queue.Records }
-
-func (f recordFinals) Final(ctx context.Context, group, id string) (queue.Result, bool, error) {
-	rec, _, err := f.r.Job(ctx, id)
-	if err != nil || rec.Final == nil || rec.AppGroup != group {
-		return queue.Result{}, false, err
-	}
-	return *rec.Final, true, nil
 }
 
 // devCertificate loads, or creates, a self-signed certificate for the
