@@ -50,6 +50,12 @@ func compile(creds []Credential) ([]credential, error) {
 	return out, nil
 }
 
+// CheckCredentials reports a token that names two app groups.
+func CheckCredentials(creds []Credential) error {
+	_, err := compile(creds)
+	return err
+}
+
 // SetCredentials replaces the tokens the gateway accepts (on a reload).
 // On error the previous set stays.
 func (g *Gateway) SetCredentials(creds []Credential) error {

@@ -100,6 +100,16 @@ func reloadGateway(gw *gateway.Gateway, cfg *config.Config, keys map[string]conf
 	return gw.SetCredentials(creds)
 }
 
+// checkGateway is -check-config for the gateway: token sources are always
+// read; whether every token names one group matters when the gateway is on.
+func checkGateway(f flags, cfg *config.Config, keys map[string]config.Secret, getenv func(string) string) error {
+	creds, err := gatewayCredentials(cfg, keys, getenv)
+	if err != nil || (cfg.Gateway.Addr == "" && !f.dev) {
+		return err
+	}
+	return gateway.CheckCredentials(creds)
+}
+
 // gatewayCredentials are every group's API key and gateway tokens.
 func gatewayCredentials(cfg *config.Config, keys map[string]config.Secret, getenv func(string) string) ([]gateway.Credential, error) {
 	tokens, err := cfg.LoadGatewayTokens(getenv)

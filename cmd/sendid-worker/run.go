@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if _, err := buildGroups(cfg, keys, "", zap.NewNop()); err != nil {
 			return err
 		}
-		if _, err := gatewayCredentials(cfg, keys, getenv); err != nil {
+		if err := checkGateway(f, cfg, keys, getenv); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
