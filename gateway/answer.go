@@ -42,11 +42,15 @@ type request struct {
 	group, jobID string
 	sendID       string // requested, if any
 	reject       bool   // X-Sendid-On-Quota: reject
+	repeat       bool   // the stream dropped the publication: a job with this id was published already
 }
 
 // decide maps a job's result or notice to the HTTP answer, in Braze's
 // shapes. It is the only place that does.
 func decide(req request, r queue.Result) answer {
+	if req.repeat && r.Final() {
+		r.Duplicate = true
+	}
 	switch r.Status {
 	case queue.StatusCreated:
 		return answer{status: http.StatusCreated, body: successBody{Message: "success", SendID: r.SendID}, duplicate: r.Duplicate, rateLimit: true}

@@ -135,7 +135,9 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if ack.Duplicate {
 		// The same job was published moments ago (a retry): its answer
-		// may be stored already; else it arrives like any other.
+		// may be stored already; else it arrives like any other. Either
+		// way this request made no Braze call (ARCHITECTURE §7.6).
+		req.repeat = true
 		if res, found, err := g.o.Finals.Final(r.Context(), group, id); err == nil && found {
 			g.write(w, route, decide(req, res), req)
 			return

@@ -36,12 +36,13 @@ type env struct {
 }
 
 type envOptions struct {
-	groups     map[string]quota.Policy // default: {"default": 100/day, burst 10}
-	tokens     map[string][]string     // gateway tokens per group
-	sim        brazetest.Options
-	maxWaiting int
-	wait       time.Duration
-	lateWorker bool // the worker runs only once start is called
+	groups      map[string]quota.Policy // default: {"default": 100/day, burst 10}
+	tokens      map[string][]string     // gateway tokens per group
+	sim         brazetest.Options
+	maxWaiting  int
+	maxAttempts int
+	wait        time.Duration
+	lateWorker  bool // the worker runs only once start is called
 }
 
 // key is the Braze API key of a group in these tests.
@@ -91,7 +92,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NC: nc, JS: js, Subjects: subj, Records: records,
 		Publisher: queue.NewPublisher(nc, js, subj, true), Ledger: ledger,
 		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
-		RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: time.Second,
 	}, groups)
 	if err != nil {
@@ -330,6 +331,22 @@ func TestBrazeRejection(t *testing.T) {
 	}
 }
 
+func TestRetriesExhaustedAndExpired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{maxAttempts: 2, sim: brazetest.Options{FailFirst: 5, FailFirstStatus: http.StatusServiceUnavailable}})
+	r := e.create(key("default"), `{"campaign_id": "c", "send_id": "flaky"}`)
+	if r.status != http.StatusBadGateway || !strings.Contains(r.raw, queue.CodeRetriesExhausted) {
+		t.Fatalf("got %d %s, want 502 retries_exhausted", r.status, r.raw)
+	}
+	r = e.create(key("default"), `{"campaign_id": "c", "send_id": "late", "not_after": "2020-01-01T00:00:00Z"}`)
+	if r.status != http.StatusGone || !strings.Contains(r.raw, queue.CodeExpired) {
+		t.Fatalf("got %d %s, want 410 expired", r.status, r.raw)
+	}
+	if n := len(e.sim.Requests()); n != 2 {
+		t.Fatalf("simulator saw %d calls, want 2 (the expired job is never called)", n)
+	}
+}
+
 func TestDuplicatePair(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -387,7 +404,7 @@ func TestIdempotentRetry(t *testing.T) {
 	want(t, first, http.StatusCreated, "success")
 	retry := e.create(key("default"), body, "Idempotency-Key", "order-17")
 	want(t, retry, http.StatusCreated, "success")
-	if retry.str("send_id") != first.str("send_id") || retry.header.Get("X-Sendid-Job-Id") != "order-17" {
+	if retry.str("send_id") != first.str("send_id") || retry.header.Get("X-Sendid-Job-Id") != "order-17" || retry.header.Get("X-Sendid-Duplicate") != "true" {
 		t.Fatalf("retry %s %v, first %s", retry.raw, retry.header, first.raw)
 	}
 	// Retries racing each other are one job too.
