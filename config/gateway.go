@@ -67,6 +67,8 @@ func (c *Config) validateGateway(add func(string, ...any)) {
 	}
 	if g.ReadHeaderTimeout <= 0 || g.ReadTimeout <= 0 || g.WriteTimeout <= 0 || g.IdleTimeout <= 0 {
 		add("gateway: read_header_timeout, read_timeout, write_timeout and idle_timeout must be > 0")
+	} else if g.WriteTimeout <= g.Wait {
+		add("gateway.write_timeout: %s must be longer than gateway.wait (%s); X-Sendid-Wait is capped 1s below it", g.WriteTimeout, g.Wait)
 	}
 	for _, n := range sortedGroupNames(c) {
 		if g := c.AppGroups[n]; g.GatewayTokensEnv != "" && g.GatewayTokensFile != "" {

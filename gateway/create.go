@@ -39,6 +39,8 @@ func (g *Gateway) options(r *http.Request) (wait time.Duration, reject bool, id 
 		}
 		wait = d
 	}
+	// The answer must leave before the server's write deadline.
+	wait = min(wait, max(g.o.WriteTimeout-time.Second, 0))
 	switch v := strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderOnQuota))); v {
 	case "", "queue":
 	case "reject":

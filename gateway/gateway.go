@@ -67,6 +67,7 @@ type Options struct {
 	IdleTimeout       time.Duration // default 60s
 	StoreReplicas     int           // default 1
 	StoreTTL          time.Duration // default 168h: how long GET /jobs/<id> finds a queued job
+	StoreMaxBytes     int64         // default 256 MiB: the answer bucket's bound (full: answers are not kept)
 }
 
 // Gateway is the HTTP front door. New, Start, then Shutdown.
@@ -113,6 +114,9 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxWaiting <= 0 {
 		o.MaxWaiting = 1000
 	}
+	if o.StoreMaxBytes <= 0 {
+		o.StoreMaxBytes = 256 << 20
+	}
 	if o.StoreReplicas <= 0 {
 		o.StoreReplicas = 1
 	}
@@ -135,7 +139,7 @@ func New(o Options) (*Gateway, error) {
 func (g *Gateway) Start(ctx context.Context) error {
 	kv, err := g.o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StoreBucket,
 		Description: "sendid gateway: answers kept for GET /jobs/<id>", History: 1, TTL: g.o.StoreTTL,
-		Storage: jetstream.FileStorage, Replicas: g.o.StoreReplicas})
+		Storage: jetstream.FileStorage, Replicas: g.o.StoreReplicas, MaxBytes: g.o.StoreMaxBytes})
 	if err != nil {
 		return fmt.Errorf("gateway: kv bucket %s: %w", StoreBucket, err)
 	}

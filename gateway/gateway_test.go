@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ type envOptions struct {
 	sim         brazetest.Options
 	maxWaiting  int
 	maxAttempts int
+	timeouts    time.Duration // read-header, read and idle timeouts (default: the gateway's)
 	wait        time.Duration
 	lateWorker  bool // the worker runs only once start is called
 }
@@ -139,6 +141,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NC: nc, JS: js, Subjects: subj, Finals: gateway.RecordFinals(records), Usage: ledger,
 		Credentials: creds, Listeners: []gateway.Listener{{Addr: "127.0.0.1:0"}}, Log: log, Metrics: e.metrics,
 		MaxBodyBytes: 1024, MaxWaiting: o.maxWaiting, Wait: o.wait, StoreTTL: time.Hour,
+		ReadHeaderTimeout: o.timeouts, ReadTimeout: o.timeouts, IdleTimeout: o.timeouts,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -558,5 +561,35 @@ func TestConcurrentCallersAtTheCap(t *testing.T) {
 	}
 	if n := e.wellFormedCalls(); n != 100 {
 		t.Fatalf("simulator saw %d calls, want 100", n)
+	}
+}
+
+// Slow and idle connections are closed by the server's timeouts: a request
+// whose headers never end, a body that trickles, and an idle keep-alive
+// connection. (The 10s client deadline only bounds the test: reaching it
+// means the server kept the connection.)
+func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{timeouts: 300 * time.Millisecond})
+	addr := strings.TrimPrefix(e.url, "http://")
+	auth := "Authorization: Bearer " + key("default") + "\r\n"
+	for name, send := range map[string]string{
+		"headers never end": "POST /sends/id/create HTTP/1.1\r\nHost: x\r\n",
+		"body trickles":     "POST /sends/id/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth + "Content-Length: 100\r\n\r\n{",
+		"idle keep-alive":   "GET /jobs/none HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n",
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(send)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(conn) // the answer, if any, then the server's close
+		conn.Close()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("%s: the server kept the connection open", name)
+		}
 	}
 }
