@@ -154,15 +154,19 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	case <-timeout:
 	case <-g.quit:
 	case <-r.Context().Done():
-		return // the caller left; the job runs and its answer is stored
 	}
 	g.waiters.remove(key, ch)
+	// From here answers arriving on the inbox are stored by onAnswer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
 	select {
 	case res := <-ch: // arrived while the wait ended
-		g.answer(r.Context(), w, route, req, key, res)
+		g.answer(ctx, w, route, req, key, res)
 	default:
-		g.remember(r.Context(), key, queue.Result{ID: id, AppGroup: group, SendID: sendID, Status: StatusQueued, At: g.o.Clock.Now().UTC()}, true)
-		g.write(w, route, queued(req, nil), req)
+		g.remember(ctx, key, queue.Result{ID: id, AppGroup: group, SendID: sendID, Status: StatusQueued, At: g.o.Clock.Now().UTC()}, true)
+		if r.Context().Err() == nil { // else the caller left: the job runs all the same
+			g.write(w, route, queued(req, nil), req)
+		}
 	}
 }
 
