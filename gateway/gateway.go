@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/url"
@@ -168,7 +169,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	for _, ln := range lns {
 		srv := &http.Server{Handler: g, ReadHeaderTimeout: g.o.ReadHeaderTimeout, ReadTimeout: g.o.ReadTimeout,
 			WriteTimeout: g.o.WriteTimeout, IdleTimeout: g.o.IdleTimeout, MaxHeaderBytes: 32 << 10,
-			ErrorLog: zap.NewStdLog(g.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))}
+			// Per-connection errors (TLS handshakes of scanners, broken
+			// clients) at debug: an unauthenticated peer must not be able to
+			// flood the log.
+			ErrorLog: debugStdLog(g.log)}
 		g.servers = append(g.servers, srv)
 		g.wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -185,6 +189,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 	})
 	g.log.Info("gateway listening", zap.Strings("urls", g.addrs))
 	return nil
+}
+
+func debugStdLog(log *zap.Logger) *stdlog.Logger {
+	l, err := zap.NewStdLogAt(log, zap.DebugLevel)
+	if err != nil { // only for a level zap does not know
+		return zap.NewStdLog(log)
+	}
+	return l
 }
 
 // URLs are the base URLs the gateway serves on (known after Start).
