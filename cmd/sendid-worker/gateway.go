@@ -173,14 +173,16 @@ func devCertificate(dir string) (tls.Certificate, error) {
 // printGatewayBanner adds the gateway's URLs and a curl command to the -dev
 // banner. The key is shown only when it is the -dev placeholder.
 func printGatewayBanner(out io.Writer, gw *gateway.Gateway, keys map[string]config.Secret) {
-	if gw == nil {
-		return
+	if gw != nil {
+		gatewayBanner(out, gw.URLs(), keys)
 	}
+}
+
+func gatewayBanner(out io.Writer, urls []string, keys map[string]config.Secret) {
 	key := "<API key of app group default>"
 	if k, ok := keys[config.DefaultGroup]; ok && k.Reveal() == config.DevKey {
 		key = config.DevKey
 	}
-	urls := gw.URLs()
 	fmt.Fprintf(out, "  Braze-compatible gateway  %s\n", strings.Join(urls, "  "))
 	fmt.Fprintf(out, "  (HTTPS uses a self-signed certificate: curl -k, newman --insecure)\n\n")
 	fmt.Fprintf(out, "  Braze's curl command, only the host changed:\n\n")

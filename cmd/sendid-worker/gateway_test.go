@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sendid/sendid/braze/brazetest"
+	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/internal/natstest"
 )
 
@@ -137,5 +138,20 @@ func TestGatewayCheckConfig(t *testing.T) {
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "tok-1") {
 			t.Errorf("%s: %v (exit %d)", name, err, exitCode(err))
 		}
+	}
+}
+
+// The banner shows the -dev placeholder key, never a real one.
+func TestGatewayBannerHidesRealKeys(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	gatewayBanner(&out, []string{"http://127.0.0.1:1"}, map[string]config.Secret{"default": "sk-REAL-123"})
+	if strings.Contains(out.String(), "sk-REAL-123") || !strings.Contains(out.String(), "Bearer <API key of app group default>") {
+		t.Fatalf("banner with a real key:\n%s", out.String())
+	}
+	out.Reset()
+	gatewayBanner(&out, []string{"http://127.0.0.1:1"}, map[string]config.Secret{"default": config.DevKey})
+	if !strings.Contains(out.String(), "Bearer dev-key") {
+		t.Fatalf("banner with the -dev key:\n%s", out.String())
 	}
 }
