@@ -51,7 +51,7 @@ func startGateway(ctx context.Context, f flags, cfg *config.Config, keys map[str
 	if gc.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(gc.TLS.CertFile, gc.TLS.KeyFile)
 		if err != nil {
-			return nil, &config.Error{Problems: []string{"gateway.tls: " + err.Error()}}
+			return nil, &config.Error{Problems: []string{"gateway.tls.cert_file, gateway.tls.key_file: " + err.Error()}}
 		}
 		main.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
@@ -101,11 +101,17 @@ func reloadGateway(gw *gateway.Gateway, cfg *config.Config, keys map[string]conf
 }
 
 // checkGateway is -check-config for the gateway: token sources are always
-// read; whether every token names one group matters when the gateway is on.
+// read; whether every token names one group, and the listener's
+// certificate, matter when the gateway is on.
 func checkGateway(f flags, cfg *config.Config, keys map[string]config.Secret, getenv func(string) string) error {
 	creds, err := gatewayCredentials(cfg, keys, getenv)
 	if err != nil || (cfg.Gateway.Addr == "" && !f.dev) {
 		return err
+	}
+	if t := cfg.Gateway.TLS; t.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			return &config.Error{Problems: []string{"gateway.tls.cert_file, gateway.tls.key_file: " + err.Error()}}
+		}
 	}
 	return gateway.CheckCredentials(creds)
 }

@@ -126,11 +126,17 @@ func TestGatewayCheckConfig(t *testing.T) {
 	if err := os.WriteFile(missing, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badTLS := filepath.Join(dir, "tls.yaml")
+	yaml = "braze:\n  url: https://rest.iad-01.braze.com\napp_groups:\n  a:\n    api_key_env: KEY_A\ngateway:\n  tls: {cert_file: " + shared + ", key_file: " + shared + "}\n"
+	if err := os.WriteFile(badTLS, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, c := range map[string]struct {
 		file, want string
 	}{
 		"token shared by two groups": {shared, "app groups a and b share"},
 		"tokens file missing":        {missing, "gateway_tokens_file"},
+		"certificate not PEM":        {badTLS, "gateway.tls.cert_file"},
 	} {
 		var out strings.Builder
 		err := run(context.Background(), []string{"-check-config"}, envMap(map[string]string{"SENDID_CONFIG": c.file,
