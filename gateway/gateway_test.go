@@ -125,13 +125,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			// A lane that has just started holds a ledger slot while it
-			// looks for a first message (up to 500ms); a forecast taken
-			// meanwhile counts that slot as used and defers the job that
-			// would take the period's last slot (reported with the lane
-			// work; the lane is not this package's to change). Start
-			// from an idle lane so the answers are deterministic.
-			time.Sleep(700 * time.Millisecond)
 		})
 	}
 	if !o.lateWorker {

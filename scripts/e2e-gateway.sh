@@ -70,10 +70,6 @@ EOF
   wait_until 90 "$name /readyz" curl -sf "http://127.0.0.1:$HTTP_PORT/readyz"
   wait_until 10 "$name banner" grep -q 'sends/id/create' "$work/$name.log"
   SIM_URL=$(grep -o 'Braze simulator *http://[0-9.:]*' "$work/$name.log" | grep -o 'http://.*')
-  # A lane that has just started holds a ledger slot while it looks for a
-  # first message (up to 500ms), and a forecast taken meanwhile counts it:
-  # start from an idle lane.
-  sleep 1
 }
 
 stop_dev() { # name
