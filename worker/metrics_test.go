@@ -1,0 +1,37 @@
+package worker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// Calls cut by the call timeout land in a finite bucket.
+func TestLatencyBucketsPastCallTimeout(t *testing.T) {
+	if last := LatencyBuckets[len(LatencyBuckets)-1]; last <= (30 * time.Second).Seconds() {
+		t.Errorf("largest latency bucket %gs is not past the 30s call timeout", last)
+	}
+}
+
+// InitGroup makes every app_group series exist at 0 before any event.
+func TestInitGroup(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.InitGroup("eu")
+	for name, want := range map[string]int{
+		"sendid_jobs_total":                len(finalStatuses),
+		"sendid_jobs_admitted_total":       1,
+		"sendid_jobs_deferred_total":       1,
+		"sendid_jobs_dead_lettered_total":  1,
+		"sendid_braze_requests_total":      len(initCodes),
+		"sendid_braze_config_faults_total": 1,
+		"sendid_lane_paused":               len(pauseReasons),
+		"sendid_infra_errors_total":        len(infraStages),
+	} {
+		if got, err := testutil.GatherAndCount(reg, name); err != nil || got != want {
+			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
+		}
+	}
+}
