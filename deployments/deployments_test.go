@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,33 @@ func TestCompose(t *testing.T) {
 	if workers != 2 {
 		t.Errorf("%d worker services, want 2", workers)
 	}
+	// One build (shared by every sendid service), the NATS version the code
+	// pins, healthchecks on /readyz and a grace period above the shutdown
+	// timeout.
+	builds := 0
+	for name, svc := range services {
+		if get(svc, "build") != nil {
+			builds++
+		}
+		env, _ := get(svc, "environment").(map[string]any)
+		if env == nil {
+			continue
+		}
+		hc := strings.Join(strs(get(svc, "healthcheck", "test")), " ")
+		if !strings.HasSuffix(hc, ":"+port(t, str(env["SENDID_HTTP_ADDR"]))+ops.ReadyPath) {
+			t.Errorf("%s: healthcheck %q does not ask /readyz on its HTTP port", name, hc)
+		}
+		if d, err := time.ParseDuration(str(get(svc, "stop_grace_period"))); err != nil || d <= config.Default().Shutdown {
+			t.Errorf("%s: stop_grace_period %v must exceed the shutdown timeout %s", name, get(svc, "stop_grace_period"), config.Default().Shutdown)
+		}
+	}
+	if builds != 1 {
+		t.Errorf("%d services build the image, want 1", builds)
+	}
+	natsImage := str(get(services, "nats", "image"))
+	if want := "nats:" + natsServerMinor(t); !strings.HasPrefix(natsImage, want) {
+		t.Errorf("nats image %s, want %s (the nats-server version go.mod pins)", natsImage, want)
+	}
 }
 
 func TestSystemdUnit(t *testing.T) {
@@ -205,14 +233,31 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		kv[k] = append(kv[k], v)
 	}
-	env := map[string]string{}
 	for _, e := range kv["Environment"] {
-		k, v, _ := strings.Cut(e, "=")
-		env[k] = v
+		if strings.HasPrefix(e, "SENDID_") {
+			t.Errorf("Environment=%s would silently override the config file", e)
+		}
 	}
 	exec := strings.Fields(kv["ExecStart"][0])
-	if exec[0] != "/usr/local/bin/sendid-worker" || len(exec) != 3 || exec[1] != "-config" || exec[2] != env["SENDID_CONFIG"] {
-		t.Errorf("ExecStart %v does not match SENDID_CONFIG %q", exec, env["SENDID_CONFIG"])
+	if exec[0] != "/usr/local/bin/sendid-worker" || len(exec) != 3 || exec[1] != "-config" || !filepath.IsAbs(exec[2]) {
+		t.Errorf("ExecStart %v, want sendid-worker -config <file>", exec)
+	}
+	if r := kv["RestartPreventExitStatus"]; len(r) != 1 || r[0] != "2" {
+		t.Errorf("RestartPreventExitStatus %v, want 2 (a bad configuration must not restart in a loop)", r)
+	}
+	// The user exists: sysusers.d creates it (or systemd does, DynamicUser).
+	sysusers, err := os.ReadFile("systemd/sendid.sysusers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := map[string]bool{}
+	for _, line := range strings.Split(string(sysusers), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "u" {
+			created[f[1]] = true
+		}
+	}
+	if u := kv["User"]; len(u) != 1 || !created[u[0]] && kv["DynamicUser"] == nil {
+		t.Errorf("User %v is not created by systemd/sendid.sysusers", u)
 	}
 	if u := kv["User"]; len(u) != 1 || u[0] == "root" || u[0] == "" {
 		t.Errorf("User %v", u)
@@ -240,6 +285,27 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^USER 65532`).MatchString(s) || !strings.Contains(s, "CGO_ENABLED=0") {
 		t.Error("the image must be static and run as a non-root user")
 	}
+	// Every base image is pinned by digest; the default (last) stage, the
+	// production image, carries no simulator; the Go image can build go.mod.
+	froms := regexp.MustCompile(`(?m)^FROM (\S+)`).FindAllStringSubmatch(s, -1)
+	for _, f := range froms {
+		if !regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(f[1]) {
+			t.Errorf("FROM %s is not pinned by digest", f[1])
+		}
+	}
+	stages := strings.Split(s, "\nFROM ")
+	if last := stages[len(stages)-1]; !strings.Contains(last, "AS production") || strings.Contains(last, "brazesim") || strings.Contains(last, "/out/dev") {
+		t.Error("the last stage (the default target) must be the production image, without brazesim")
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)`).FindStringSubmatch(string(gomod))
+	goTag := regexp.MustCompile(`^golang:(\d+\.\d+(?:\.\d+)?)`).FindStringSubmatch(froms[0][1])
+	if goLine == nil || goTag == nil || versionLess(goTag[1], goLine[1]) {
+		t.Errorf("build image %s cannot build go.mod's go %v", froms[0][1], goLine)
+	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("docker not installed: image build skipped")
 	}
@@ -257,6 +323,47 @@ func TestDockerfile(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out.String())
 	}
+}
+
+func strs(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		out = append(out, str(x))
+	}
+	return out
+}
+
+// natsServerMinor is the major.minor of the nats-server module go.mod pins.
+func natsServerMinor(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`nats-server/v2 v(\d+\.\d+)\.`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("go.mod pins no nats-server")
+	}
+	return m[1]
+}
+
+// versionLess compares dotted version numbers.
+func versionLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 func mustAtoi(t *testing.T, s string) int {
