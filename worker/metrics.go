@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sendid_braze_request_duration_seconds",
 			Help: "Braze call latency.", Buckets: LatencyBuckets}, []string{"app_group"}),
 		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sendid_lane_paused",
-			Help: "1 while an app group's lane is paused, by reason (quota, rate_limited, config_fault, operator)."}, []string{"app_group", "reason"}),
+			Help: "1 while an app group's lane is paused, by reason (quota, rate_limited, config_fault, infra, operator)."}, []string{"app_group", "reason"}),
 		ConfigFaults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_braze_config_faults_total",
 			Help: "Braze answers 401/403/404: key, permission or URL problems."}, []string{"app_group"}),
 		InfraFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_infra_errors_total",
