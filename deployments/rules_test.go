@@ -431,7 +431,8 @@ app_groups:
 
 func (s *stack) scrape(t *testing.T) (scrape, error) {
 	t.Helper()
-	resp, err := http.Get(s.http + "/metrics")
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(s.http + "/metrics")
 	if err != nil {
 		return nil, err
 	}
