@@ -68,9 +68,10 @@ var (
 	initCodes     = []string{"429"} // the code alerts watch for
 	// infraStages are the stage values of InfraFailures that NewMetrics
 	// creates at 0 (a burst of errors of a stage born in one scrape would
-	// show no increase). A new stage belongs here.
+	// show no increase). A new stage belongs here (TestInfraStagesInitialised
+	// finds the stages the code names).
 	infraStages = []string{"", "admission_consume", "admit", "forecast", "job_record", "pair_record",
-		"publish_result", "lane_acquire", "record", "dead_letter"}
+		"publish_result", "lane_acquire", "record", "dead_letter", "owner", "pair_owner"}
 )
 
 // InitGroup creates every labelled series of an app group at 0, so that

@@ -1,6 +1,11 @@
 package worker
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,5 +38,44 @@ func TestInitGroup(t *testing.T) {
 		if got, err := testutil.GatherAndCount(reg, name); err != nil || got != want {
 			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
 		}
+	}
+}
+
+// Every stage the worker's code passes to InfraFailures is created at 0 by
+// NewMetrics: the stage literals given to InfraFailures, putBack and
+// retryLater, and those records returns.
+func TestInfraStagesInitialised(t *testing.T) {
+	patterns := []*regexp.Regexp{
+		regexp.MustCompile(`InfraFailures\.WithLabelValues\("([a-z_]*)"`),
+		regexp.MustCompile(`putBack\(j, "([a-z_]*)"`),
+		regexp.MustCompile(`retryLater\([^,]+, "([a-z_]*)"`),
+		regexp.MustCompile(`"([a-z_]+)", (?:err|pairErr)\s*$`),
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, re := range patterns {
+				if m := re.FindStringSubmatch(line); m != nil {
+					found++
+					if !slices.Contains(infraStages, m[1]) {
+						t.Errorf("%s: stage %q is not in infraStages", f, m[1])
+					}
+				}
+			}
+		}
+	}
+	if found < 5 {
+		t.Errorf("found %d stage literals: the patterns no longer match the code", found)
 	}
 }
