@@ -544,6 +544,14 @@ func TestAlertRules(t *testing.T) {
 		wantFired(t, "phase 1", p1, a)
 	}
 
+	// An operator's resume shows at the next scrape.
+	if err := queue.ResumeLane(ctx, js, queue.Subjects{Prefix: "sendid"}, nc, "held"); err != nil {
+		t.Fatal(err)
+	}
+	st.waitScrape(t, "the operator pause to end", func(sc scrape) bool {
+		return sc.value("sendid_lane_paused", "app_group", "held", "reason", "operator") == 0
+	})
+
 	// Phase 2: KV trouble. Without the job records bucket every admission
 	// is put back and counted as an infrastructure error.
 	if err := js.DeleteKeyValue(ctx, queue.JobsBucket); err != nil {
