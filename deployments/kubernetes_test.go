@@ -2,6 +2,8 @@ package deployments_test
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -64,7 +66,7 @@ func parseManifests(t *testing.T, name string, data []byte) manifests {
 	for {
 		var d map[string]any
 		if err := dec.Decode(&d); err != nil {
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) {
 				return m
 			}
 			t.Fatalf("%s: %v", name, err)
