@@ -392,7 +392,7 @@ func startStack(t *testing.T) *stack {
 braze: {url: %q, max_attempts: 1, timeout: 5s}
 http_addr: %q
 log: {level: warn, format: json}
-shutdown_timeout: 2s
+shutdown_timeout: 10s
 app_groups:
   ok: {api_key_file: %[4]s/ok, daily_cap: 1, burst: 1}
   badkey: {api_key_file: %[4]s/bad}

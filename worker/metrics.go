@@ -57,8 +57,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // LatencyBuckets are the Braze call latency buckets: 5 ms doubling to
-// 40.96 s, past the default 30 s call timeout, so that calls cut by the
-// timeout land in a bucket of their own rather than only in +Inf.
+// 40.96 s, past the call timeout (30 s at most by default), so that calls
+// cut by the timeout land in a bucket of their own rather than only in +Inf.
 var LatencyBuckets = prometheus.ExponentialBuckets(0.005, 2, 14)
 
 // Values of the status and reason labels that InitGroup creates at zero.
