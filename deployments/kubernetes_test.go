@@ -199,6 +199,11 @@ func checkManifests(t *testing.T, m manifests, w want) {
 					t.Errorf("%s %s: volume %s is not a Secret", what, path, name)
 					return
 				}
+				// Not world-readable: mode 0440, group = the pod's fsGroup.
+				if mode, _ := get(volumes[name], "secret", "defaultMode").(int); mode&0o007 != 0 || mode == 0 ||
+					get(pod, "securityContext", "fsGroup") != get(pod, "securityContext", "runAsGroup") {
+					t.Errorf("%s %s: Secret volume %s must not be world-readable (defaultMode %#o, fsGroup = runAsGroup)", what, path, name, mode)
+				}
 				if w.secrets {
 					s := m.named("Secret", secretName)
 					if s == nil || (get(s, "data", key) == nil && get(s, "stringData", key) == nil) {
