@@ -128,7 +128,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 
 	ch := g.waiters.add(key)
 	defer g.waiters.remove(key, ch)
-	pctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	pctx, cancel := context.WithTimeout(r.Context(), g.o.PublishTimeout)
 	ack, err := g.o.JS.PublishMsg(pctx, msg)
 	cancel()
 	if err != nil {

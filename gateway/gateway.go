@@ -69,6 +69,7 @@ type Options struct {
 	StoreReplicas     int           // default 1
 	StoreTTL          time.Duration // default 168h: how long GET /jobs/<id> finds a queued job
 	StoreMaxBytes     int64         // default 256 MiB: the answer bucket's bound (full: answers are not kept)
+	PublishTimeout    time.Duration // default 10s: how long a job's publication may wait for the stream (then 503)
 }
 
 // Gateway is the HTTP front door. New, Start, then Shutdown.
@@ -109,6 +110,7 @@ func New(o Options) (*Gateway, error) {
 	def(&o.WriteTimeout, 75*time.Second)
 	def(&o.IdleTimeout, 60*time.Second)
 	def(&o.StoreTTL, 7*24*time.Hour)
+	def(&o.PublishTimeout, 10*time.Second)
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 64 << 10
 	}

@@ -29,6 +29,7 @@ import (
 // the Braze simulator.
 type env struct {
 	t       *testing.T
+	ns      *natstest.Server
 	sim     *brazetest.Server
 	gw      *gateway.Gateway
 	metrics *gateway.Metrics
@@ -100,7 +101,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, sim: sim, metrics: gateway.NewMetrics(nil)}
+	e := &env{t: t, ns: ns, sim: sim, metrics: gateway.NewMetrics(nil)}
 	var once sync.Once
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -134,7 +135,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NC: nc, JS: js, Subjects: subj, Finals: gateway.RecordFinals(records), Usage: ledger,
 		Credentials: creds, Listeners: []gateway.Listener{{Addr: "127.0.0.1:0"}}, Log: log, Metrics: e.metrics,
 		MaxBodyBytes: 1024, MaxWaiting: o.maxWaiting, Wait: o.wait, StoreTTL: time.Hour,
-		ReadHeaderTimeout: o.timeouts, ReadTimeout: o.timeouts, IdleTimeout: o.timeouts,
+		ReadHeaderTimeout: o.timeouts, ReadTimeout: o.timeouts, IdleTimeout: o.timeouts, PublishTimeout: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -584,5 +585,29 @@ func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Errorf("%s: the server kept the connection open", name)
 		}
+	}
+}
+
+// With NATS unreachable a request is answered 503 with Retry-After (no job
+// is lost: none was taken), and served again once NATS is back.
+func TestNATSDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.ns.Shutdown()
+	r := e.create(key("default"), `{"campaign_id":"c","send_id":"while-down"}`)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("got %d %v %s, want 503 with Retry-After", r.status, r.header, r.raw)
+	}
+	e.ns.Restart()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = e.create(key("default"), `{"campaign_id":"c","send_id":"after"}`, "Idempotency-Key", "after-1")
+		if r.status == http.StatusCreated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not served after NATS came back: %d %s", r.status, r.raw)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
