@@ -20,7 +20,8 @@ type ledgerKit struct {
 
 func newKit(t *testing.T, start time.Time, pol quota.Policy) ledgerKit {
 	core, logs := observer.New(zap.InfoLevel)
-	k := ledgerKit{clock: quota.NewFakeClock(start), pols: quota.NewPolicies(zap.New(core)), logs: logs}
+	clock := quota.NewFakeClock(start)
+	k := ledgerKit{clock: clock, pols: quota.NewPolicies(zap.New(core)).UseClock(clock), logs: logs}
 	k.pols.Set("g", pol)
 	return k
 }
