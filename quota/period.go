@@ -207,5 +207,15 @@ func (p Policy) Advance(per Period, k int) Period {
 	return p.calendarPeriod(civil+int64(k)*days, days)
 }
 
-// Interval is the pacer's spacing between calls: Period / Cap.
-func (p Policy) Interval() time.Duration { return p.Period / time.Duration(p.Cap) }
+// Interval is the pacer's spacing between calls: the cap spread over the
+// period less its guard, (Period - Guard) / Cap. Lanes start no call in a
+// period's last Guard, so a period that begins with an empty bucket still
+// refills its whole cap in time to spend it.
+func (p Policy) Interval() time.Duration {
+	return (p.Period - Guard(p.Period)) / time.Duration(p.Cap)
+}
+
+// Guard is how close to a period's end no call is started: 100ms, or 1% of
+// a short period. A call that leaves just before the boundary could land in
+// Braze's next period, uncounted there.
+func Guard(period time.Duration) time.Duration { return min(100*time.Millisecond, period/100) }
