@@ -14,6 +14,7 @@ import (
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/worker"
 )
 
 // countingLedger counts every ledger operation a worker makes.
@@ -303,3 +304,53 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ jetstream.KeyValue // the ledger bucket is read directly above
+
+// Must hold 3: cap 100, a SIGHUP changes the timezone mid-day → at most 100
+// grants in that Braze day; the new timezone rules from the next boundary.
+func TestTimezoneReloadKeepsTheDay(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	clock := quota.NewFakeClock(start)
+	utc := quota.Policy{Cap: 100, Burst: 100, Period: 24 * time.Hour}
+	k := newKit(t, kitOptions{
+		groups: map[string]quota.Policy{"default": utc},
+		sim:    brazetest.Options{Workspaces: []brazetest.Workspace{{Key: "key-default", Cap: 1000}}, Now: clock.Now}, clock: clock,
+	})
+	publishN(k, 60, "a")
+	k.results.waitFinals(t, 60, 30*time.Second)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := utc
+	moved.Location = berlin
+	if err := k.w.Reload([]worker.Group{{Name: "default", Key: "key-default", Sender: k.client, Policy: moved}}); err != nil {
+		t.Fatal(err)
+	}
+	publishN(k, 60, "b")
+	k.results.waitFinals(t, 100, 30*time.Second)
+	// Through Berlin's midnight (23:00 UTC) up to just before ours: the
+	// lane looks at the ledger at least every two minutes, and is refused.
+	for clock.Now().Before(time.Date(2026, 11, 27, 23, 58, 0, 0, time.UTC)) {
+		clock.Advance(time.Minute)
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(k.results.finals()); n != 100 {
+		t.Fatalf("%d jobs created in the UTC day of the reload, cap 100", n)
+	}
+	for range 5 {
+		clock.Advance(time.Minute)
+		time.Sleep(10 * time.Millisecond)
+	}
+	k.results.waitFinals(t, 120, 30*time.Second)
+	day := map[string]int{}
+	for _, r := range k.sim.Requests() {
+		if r.Status == http.StatusCreated {
+			day[r.At.UTC().Format("2006-01-02")]++
+		}
+	}
+	if day["2026-11-27"] != 100 || day["2026-11-28"] != 20 {
+		t.Fatalf("created per UTC day: %v", day)
+	}
+}
