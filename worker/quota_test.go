@@ -125,16 +125,18 @@ func TestLaneStatesCostFewLedgerOperations(t *testing.T) {
 	}
 }
 
-// On the DST days whose midnight does not exist, a job admitted in the
-// first hour of the day runs in its own period: no deferred notice, and
-// the lane stays quiet.
+// On the DST days whose midnight does not exist, a job admitted in the hour
+// before the gap runs in its own period: no deferred notice, and the lane
+// stays quiet.
 func TestMidnightGapDays(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ zone, at string }{
-		{"Atlantic/Azores", "2026-03-29T01:30:00+00:00"},
-		{"America/Santiago", "2026-09-06T01:30:00-03:00"},
-		{"America/Havana", "2026-03-08T01:30:00-04:00"},
-		{"Asia/Beirut", "2026-03-29T01:30:00+03:00"},
+		// The last half hour before the gap: time.Date's early "midnight"
+		// used to end the period an hour before the day did.
+		{"Atlantic/Azores", "2026-03-28T23:30:00-01:00"},
+		{"America/Santiago", "2026-09-05T23:30:00-04:00"},
+		{"America/Havana", "2026-03-07T23:30:00-05:00"},
+		{"Asia/Beirut", "2026-03-28T23:30:00+02:00"},
 	} {
 		t.Run(tc.zone, func(t *testing.T) {
 			t.Parallel()
