@@ -134,6 +134,23 @@ func TestLedgerUncertainChargesAndProbe(t *testing.T) {
 			t.Fatalf("full period blocked until %s", until)
 		}
 	})
+	t.Run("no probe past a lower configured cap", func(t *testing.T) {
+		// Braze allows 100 but we cap at 5: Braze would accept a probe even
+		// if all five uncertain calls were charged, so none is made.
+		ledgers(t, day0, pol, func(t *testing.T, k ledgerKit, l quota.Ledger) {
+			ctx := context.Background()
+			s := reserveN(t, l, 1)
+			_ = l.Settle(ctx, s[0], quota.Observation{Known: true, Limit: 100, Remaining: 99}, false)
+			for _, s := range reserveN(t, l, 4) {
+				_ = l.Settle(ctx, s, quota.Observation{}, true)
+			}
+			k.clock.Advance(time.Hour)
+			_, err := l.Reserve(ctx, "g")
+			if until := exhaustedUntil(t, err); !until.Equal(time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)) {
+				t.Fatalf("blocked until %s, want the period's end", until)
+			}
+		})
+	})
 	t.Run("429 settles", func(t *testing.T) {
 		ledgers(t, day0, pol, func(t *testing.T, k ledgerKit, l quota.Ledger) {
 			ctx := context.Background()

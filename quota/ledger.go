@@ -143,6 +143,12 @@ func (r record) reserve(group string, pol Policy, per Period, now time.Time) (_ 
 		return r, false, &Exhausted{Group: group, Until: u}
 	}
 	if r.Used >= c { // only uncertain charges stand in the way
+		// A probe relies on Braze refusing it (429, not charged) if every
+		// uncertain call was charged after all: none while Braze is known to
+		// allow more than the cap in force.
+		if r.BrazeLimit > c {
+			return r, false, &Exhausted{Group: group, Until: laterOf(per.End, r.until())}
+		}
 		next := time.UnixMilli(r.ProbeAt).Add(pol.probeInterval())
 		if now.Before(next) {
 			return r, false, &Exhausted{Group: group, Until: earliest(next, per.End)}
@@ -197,7 +203,8 @@ func (o Observation) describes(per Period) bool {
 // sync applies Braze's view of period per. When the headers describe per,
 // they are the truth: used := (limit - remaining) + slots still in flight,
 // down as well as up, and every uncertain charge is settled. Otherwise
-// (Braze's day is not ours) they can only raise the count. A 429 or
+// (Braze's day is not ours) they can only raise the count, and uncertain
+// charges are taken as charged. A 429 or
 // Remaining 0 blocks until Braze's reset; a 429 also settles uncertain
 // charges (Braze is at its cap, so they were charged).
 func (r record) sync(obs Observation, per Period, now time.Time) record {
@@ -206,7 +213,9 @@ func (r record) sync(obs Observation, per Period, now time.Time) record {
 		if obs.describes(per) {
 			r.Used, r.Uncertain = charged+r.InFlight, 0
 		} else {
-			r.Used = max(r.Used, charged)
+			// Braze's day is not ours: its count can only raise ours, and
+			// uncertain charges are taken as charged (no more probes).
+			r.Used, r.Uncertain = max(r.Used, charged), 0
 		}
 		r.BrazeLimit = obs.Limit
 	}
