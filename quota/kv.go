@@ -118,10 +118,10 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 	now := l.clock.Now()
 	per := pol.PeriodAt(now)
 	key := Key(group, per)
-	if ok, err := l.takeLeased(ctx, key, pol, now); err != nil || ok {
-		return Slot{Group: group, Period: per}, err
+	if ok, seen, err := l.takeLeased(ctx, key, pol, now); err != nil || ok {
+		return Slot{Group: group, Period: per, seen: seen}, err
 	}
-	want, got, probe := leaseSize(pol), 0, false
+	want, got, probe, seen := leaseSize(pol), 0, false, uint64(0)
 	err = l.update(ctx, key, func(r record) (record, error) {
 		var err error
 		got, probe = 0, false
@@ -136,6 +136,7 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 			}
 			r, got, probe = next, got+1, p
 		}
+		seen = r.Answers
 		if got > 0 {
 			return r, nil
 		}
@@ -154,22 +155,22 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 		l.lease[key] += got - 1
 		l.mu.Unlock()
 	}
-	return Slot{Group: group, Period: per, Probe: probe}, nil
+	return Slot{Group: group, Period: per, Probe: probe, seen: seen}, nil
 }
 
 // takeLeased hands out a slot of the local lease when the shared record
 // still allows a call: not blocked, and the slots used or in flight apart
 // from this lease below the cap in force. Otherwise the lease is given back.
-func (l *KV) takeLeased(ctx context.Context, key string, pol Policy, now time.Time) (bool, error) {
+func (l *KV) takeLeased(ctx context.Context, key string, pol Policy, now time.Time) (bool, uint64, error) {
 	l.mu.Lock()
 	n := l.lease[key]
 	l.mu.Unlock()
 	if n == 0 {
-		return false, nil
+		return false, 0, nil
 	}
 	r, err := l.get(ctx, key)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	r = r.adopt(pol)
 	if !r.until().After(now) && r.Used-n < r.cap(pol) {
@@ -177,11 +178,11 @@ func (l *KV) takeLeased(ctx context.Context, key string, pol Policy, now time.Ti
 		defer l.mu.Unlock()
 		if l.lease[key] > 0 {
 			l.lease[key]--
-			return true, nil
+			return true, r.Answers, nil
 		}
-		return false, nil
+		return false, 0, nil
 	}
-	return false, l.voidLease(ctx, key)
+	return false, 0, l.voidLease(ctx, key)
 }
 
 // voidLease gives the local lease of key back to the shared record.
@@ -217,14 +218,16 @@ func (l *KV) Settle(ctx context.Context, s Slot, obs Observation, uncertain bool
 		return err
 	}
 	now := l.clock.Now()
-	if cur := pol.PeriodAt(now); !cur.Start.Equal(s.Period.Start) || !cur.End.Equal(s.Period.End) {
+	if !samePeriod(pol.PeriodAt(now), s.Period) {
 		key := Key(s.Group, s.Period)
 		if err := l.update(ctx, key, func(r record) (record, error) { return r.settle(obs, uncertain, now), nil }); err != nil {
 			return err
 		}
 		return l.Sync(ctx, s.Group, obs)
 	}
-	return l.sync(ctx, s.Group, pol, obs, func(r record) record { return r.settle(obs, uncertain, now) })
+	return l.sync(ctx, s.Group, pol, obs, func(r record) (record, bool) {
+		return r.settle(obs, uncertain, now), r.Answers == s.seen
+	})
 }
 
 // Sync implements Ledger.
@@ -233,12 +236,13 @@ func (l *KV) Sync(ctx context.Context, group string, obs Observation) error {
 	if err != nil {
 		return err
 	}
-	return l.sync(ctx, group, pol, obs, func(r record) record { return r })
+	return l.sync(ctx, group, pol, obs, func(r record) (record, bool) { return r, false })
 }
 
-// sync applies pre and then Braze's headers to the current period, and a
-// block to the periods up to Braze's reset.
-func (l *KV) sync(ctx context.Context, group string, pol Policy, obs Observation, pre func(record) record) error {
+// sync applies pre and then Braze's headers to the current period (lowering
+// the count only when pre says so), and a block to the periods up to
+// Braze's reset.
+func (l *KV) sync(ctx context.Context, group string, pol Policy, obs Observation, pre func(record) (record, bool)) error {
 	l.pols.noteLimit(group, pol, obs)
 	now := l.clock.Now()
 	cur := pol.PeriodAt(now)
@@ -250,7 +254,10 @@ func (l *KV) sync(ctx context.Context, group string, pol Policy, obs Observation
 	for i, per := range syncPeriods(pol, cur, obs) {
 		fn := func(r record) (record, error) { return r.block(obs, now), nil }
 		if i == 0 {
-			fn = func(r record) (record, error) { return pre(r).adopt(pol).sync(obs, per, now), nil }
+			fn = func(r record) (record, error) {
+				r, lower := pre(r)
+				return r.adopt(pol).sync(obs, per, now, lower), nil
+			}
 		}
 		if err := l.update(ctx, Key(group, per), fn); err != nil {
 			return err

@@ -39,6 +39,8 @@ type Slot struct {
 	// Probe is set on a slot granted beyond the cap because the rest of the
 	// period was blocked only by uncertain charges: its answer settles them.
 	Probe bool
+
+	seen uint64 // the record's Answers when the slot was granted
 }
 
 // Exhausted is returned by Reserve when the group may not call until Until.
@@ -100,6 +102,11 @@ type record struct {
 	// the next probe.
 	Uncertain int   `json:"uncertain,omitempty"`
 	ProbeAt   int64 `json:"probe_at_ms,omitempty"`
+	// Answers counts the answers whose headers were applied. A header may
+	// lower the count only when no other answer was applied since its slot
+	// was granted: an older header (another replica's call answered before
+	// ours, applied after) must not undo a newer one.
+	Answers uint64 `json:"answers,omitempty"`
 }
 
 // adopt makes pol's cap the one in force when it was configured more
@@ -200,23 +207,30 @@ func (o Observation) describes(per Period) bool {
 	return d > -2*time.Second && d < 2*time.Second
 }
 
-// sync applies Braze's view of period per. When the headers describe per,
-// they are the truth: used := (limit - remaining) + slots still in flight,
-// down as well as up, and every uncertain charge is settled. Otherwise
-// (Braze's day is not ours) they can only raise the count, and uncertain
-// charges are taken as charged. A 429 or
+// sync applies Braze's view of period per. When the headers describe per
+// and lower is set (no other answer applied since the call's slot was
+// granted), they are the truth: used := (limit - remaining) + slots still in
+// flight, down as well as up, and every uncertain charge is settled. When
+// they describe per but may be older than an answer already applied, they
+// can only raise it. Otherwise (Braze's day is not ours) they can only
+// raise the count, and uncertain charges are taken as charged. A 429 or
 // Remaining 0 blocks until Braze's reset; a 429 also settles uncertain
 // charges (Braze is at its cap, so they were charged).
-func (r record) sync(obs Observation, per Period, now time.Time) record {
+func (r record) sync(obs Observation, per Period, now time.Time, lower bool) record {
 	if obs.Known {
 		charged := max(obs.Limit-obs.Remaining, 0)
-		if obs.describes(per) {
+		r.Answers++
+		switch {
+		case obs.describes(per) && lower:
 			r.Used, r.Uncertain = charged+r.InFlight, 0
-		} else {
+		case obs.describes(per):
+			r.Used = max(r.Used, charged+r.InFlight)
+		default:
 			// Braze's day is not ours: its count can only raise ours, and
 			// uncertain charges are taken as charged (no more probes).
 			r.Used, r.Uncertain = max(r.Used, charged), 0
 		}
+		r.Uncertain = min(r.Uncertain, r.Used)
 		r.BrazeLimit = obs.Limit
 	}
 	if obs.RateLimited {
@@ -405,7 +419,7 @@ func (m *Memory) Reserve(_ context.Context, group string) (Slot, error) {
 	if err != nil {
 		return Slot{}, err
 	}
-	return Slot{Group: group, Period: per, Probe: probe}, nil
+	return Slot{Group: group, Period: per, Probe: probe, seen: rec.Answers}, nil
 }
 
 // Release implements Ledger.
@@ -420,15 +434,24 @@ func (m *Memory) Release(_ context.Context, s Slot) error {
 }
 
 // Settle implements Ledger.
-func (m *Memory) Settle(ctx context.Context, s Slot, obs Observation, uncertain bool) error {
-	now := m.clock.Now()
-	k := Key(s.Group, s.Period)
-	m.mu.Lock()
-	if rec, ok := m.recs[k]; ok {
-		m.recs[k] = rec.settle(obs, uncertain, now)
+func (m *Memory) Settle(_ context.Context, s Slot, obs Observation, uncertain bool) error {
+	pol, err := m.pols.lookup(s.Group)
+	if err != nil {
+		return err
 	}
-	m.mu.Unlock()
-	return m.Sync(ctx, s.Group, obs)
+	now := m.clock.Now()
+	if !samePeriod(pol.PeriodAt(now), s.Period) {
+		k := Key(s.Group, s.Period)
+		m.mu.Lock()
+		if rec, ok := m.recs[k]; ok {
+			m.recs[k] = rec.settle(obs, uncertain, now)
+		}
+		m.mu.Unlock()
+		return m.apply(s.Group, pol, obs, func(r record) (record, bool) { return r, false })
+	}
+	return m.apply(s.Group, pol, obs, func(r record) (record, bool) {
+		return r.settle(obs, uncertain, now), r.Answers == s.seen
+	})
 }
 
 // Sync implements Ledger.
@@ -437,6 +460,12 @@ func (m *Memory) Sync(_ context.Context, group string, obs Observation) error {
 	if err != nil {
 		return err
 	}
+	return m.apply(group, pol, obs, func(r record) (record, bool) { return r, false })
+}
+
+// apply runs pre and then Braze's headers on the current period (lowering
+// only when pre says so), and a block on the periods up to Braze's reset.
+func (m *Memory) apply(group string, pol Policy, obs Observation, pre func(record) (record, bool)) error {
 	m.pols.noteLimit(group, pol, obs)
 	now := m.clock.Now()
 	cur := pol.PeriodAt(now)
@@ -445,13 +474,16 @@ func (m *Memory) Sync(_ context.Context, group string, obs Observation) error {
 	for i, per := range syncPeriods(pol, cur, obs) {
 		k := Key(group, per)
 		if i == 0 {
-			m.recs[k] = m.recs[k].adopt(pol).sync(obs, per, now)
+			r, lower := pre(m.recs[k])
+			m.recs[k] = r.adopt(pol).sync(obs, per, now, lower)
 		} else { // Braze's counts describe the current period only
 			m.recs[k] = m.recs[k].block(obs, now)
 		}
 	}
 	return nil
 }
+
+func samePeriod(a, b Period) bool { return a.Start.Equal(b.Start) && a.End.Equal(b.End) }
 
 // Usage implements Ledger.
 func (m *Memory) Usage(_ context.Context, group string) (Usage, error) {
