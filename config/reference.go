@@ -65,7 +65,7 @@ var KeyDocs = map[string]KeyDoc{
 	"streams.job_record_ttl":    {Doc: "How long a finished job id answers a duplicate from its record."},
 	"streams.pair_ttl":          {Doc: "How long a created `(campaign_id, send_id)` pair is never sent again."},
 	"streams.recheck_interval":  {Doc: "Safety-net look at idle lanes."},
-	"streams.max_bytes":         {Doc: "Bytes stream `SENDID` may hold (jobs, admitted FIFOs, dead letters of every group; ≥ 1048576, or -1 for unlimited). Full: new publishes are refused (discard new) and stored jobs that cannot be admitted are answered `backlog_full`."},
+	"streams.max_bytes":         {Doc: "Bytes stream `SENDID` may hold (jobs, admitted FIFOs, dead letters of every group; ≥ 1048576, or -1 for unlimited). Full: new publishes are refused (discard new) and stored jobs that cannot be admitted are answered `backlog_full`. Reserved from the account's and server's JetStream storage at start: it must fit there."},
 	"streams.results_max_bytes": {Doc: "Bytes `SENDID_RESULTS` may hold (≥ 1048576, or -1 for unlimited); the oldest results go first."},
 
 	"reply_subjects": {Doc: "Allow-list of NATS subject patterns results may go to (wildcards allowed), on top of the built-in rules; empty: any subject those rules accept."},

@@ -126,6 +126,17 @@ func LoadIDs(ctx context.Context, js jetstream.JetStream, replicas int) (IDs, er
 // exceeded" and "maximum messages exceeded".
 const jsErrStoreFailed jetstream.ErrorCode = 10077
 
+// jsErrStorageExceeded is JSStorageResourcesExceededErr: a stream's
+// MaxBytes does not fit the account's or the server's storage.
+const jsErrStorageExceeded jetstream.ErrorCode = 10047
+
+// IsStorageExceeded reports whether err is a stream refused because its
+// byte limit does not fit the account's or server's JetStream storage.
+func IsStorageExceeded(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == jsErrStorageExceeded
+}
+
 // IsStreamFull reports whether err is a publication refused by a stream at
 // its byte or message limit (discard new).
 func IsStreamFull(err error) bool {

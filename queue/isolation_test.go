@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -261,5 +262,29 @@ func TestReplayNotSwallowed(t *testing.T) {
 	}
 	if dead, _ = queue.ListDead(ctx, js, subj); len(dead) != 0 {
 		t.Fatalf("dead letter kept: %v", dead)
+	}
+}
+
+// Byte limits that do not fit the server's storage are reported as such
+// (the worker names the settings); -1 reserves nothing.
+func TestStreamByteLimitsMustFit(t *testing.T) {
+	t.Parallel()
+	ns := runServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: 64 << 20})
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	set := queue.StreamSettings{Subjects: queue.Subjects{Prefix: "sendid"}, Replicas: 1, DuplicateWindow: time.Minute, Results: true, ResultsMaxAge: time.Hour,
+		MaxBytes: 1 << 30, ResultsMaxBytes: 256 << 20}
+	if err := queue.EnsureStreams(ctx, js, set); !queue.IsStorageExceeded(err) {
+		t.Fatalf("1 GiB on a 64 MiB server: %v", err)
+	}
+	set.MaxBytes, set.ResultsMaxBytes = -1, 16<<20
+	if err := queue.EnsureStreams(ctx, js, set); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -356,7 +356,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (que
 		DuplicateWindow: cfg.Streams.DuplicateWindow, Results: cfg.Streams.Results, ResultsMaxAge: cfg.Streams.ResultsMaxAge,
 		MaxBytes: cfg.Streams.MaxBytes, ResultsMaxBytes: cfg.Streams.ResultsMaxBytes,
 	}); err != nil {
-		return queue.Buckets{}, err
+		return queue.Buckets{}, storageHint(err, cfg)
 	}
 	b, err := queue.EnsureBuckets(sctx, js, queue.BucketSettings{
 		Replicas:     cfg.Streams.Replicas,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/internal/ops"
+	"github.com/sendid/sendid/queue"
 )
 
 // adminAccess reads the HTTP admin token and warns about credential files
@@ -37,4 +38,13 @@ func checkSecurity(cfg *config.Config, getenv func(string) string, out io.Writer
 		fmt.Fprintln(out, "warning:", w)
 	}
 	return nil
+}
+
+// storageHint names the settings to change when the streams' byte limits do
+// not fit the account's or the server's JetStream storage.
+func storageHint(err error, cfg *config.Config) error {
+	if !queue.IsStorageExceeded(err) {
+		return err
+	}
+	return fmt.Errorf("%w: streams.max_bytes (%d) and streams.results_max_bytes (%d) are reserved from the JetStream storage (times streams.replicas on an account with a flat limit); lower them, or set -1 for unlimited", err, cfg.Streams.MaxBytes, cfg.Streams.ResultsMaxBytes)
 }
