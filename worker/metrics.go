@@ -17,6 +17,7 @@ type Metrics struct {
 	Paused        *prometheus.GaugeVec     // 1 while a lane is paused, by app_group, reason
 	ConfigFaults  *prometheus.CounterVec   // 401/403/404 answers by app_group
 	InfraFailures *prometheus.CounterVec   // NATS/KV errors by stage
+	InDoubt       *prometheus.CounterVec   // jobs found with a call in doubt, by app_group
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -41,8 +42,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InfraFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_infra_errors_total",
 			Help: "NATS, stream or KV errors that made a job wait, by stage."}, []string{"stage"}),
 	}
+	m.InDoubt = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_jobs_in_doubt_total",
+		Help: "Jobs found with an earlier call that may have reached Braze without its answer recorded (retried or failed per the in_doubt setting)."}, []string{"app_group"})
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, m.Paused, m.ConfigFaults, m.InfraFailures)
+		reg.MustRegister(m.InDoubt)
 	}
 	return m
 }
