@@ -44,7 +44,7 @@ func (c *Config) callProblems() []string {
 		add("streams.duplicate_window: %s is shorter than the consumers' AckWait (%s): a job redelivered after the window would be admitted twice", w, ConsumerAckWait)
 	}
 	if c.Braze.Timeout > 0 && c.Shutdown > 0 && c.Braze.Timeout >= c.Shutdown {
-		add("braze.timeout (%s) must be shorter than shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT, %s): a call still running when the shutdown bound ends is cut, and a cut call is in doubt (it may have created the pair without its answer being recorded)",
+		add("braze.timeout (SENDID_BRAZE_TIMEOUT, %s) must be shorter than shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT, %s): a call still running when the shutdown bound ends is cut, and a cut call is in doubt (it may have created the pair without its answer being recorded)",
 			c.Braze.Timeout, c.Shutdown)
 	}
 	return p

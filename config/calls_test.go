@@ -56,7 +56,7 @@ func TestCheckConfigCallTimings(t *testing.T) {
 	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"streams:\n  duplicate_window: 10s\n", "streams.duplicate_window: 10s is shorter than the consumers' AckWait (30s)"},
-		{"braze:\n  timeout: 25s\n", "braze.timeout (25s) must be shorter than shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT, 25s): a call still running"},
+		{"braze:\n  timeout: 25s\n", "braze.timeout (SENDID_BRAZE_TIMEOUT, 25s) must be shorter than shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT, 25s): a call still running"},
 		{"braze:\n  timeout: 40s\nshutdown_timeout: 30s\n", "a cut call is in doubt"},
 	} {
 		c, err := config.Parse([]byte(tc.yaml), env(nil))
@@ -73,5 +73,19 @@ func TestCheckConfigCallTimings(t *testing.T) {
 	}
 	if err := c.Validate(true); err != nil {
 		t.Errorf("window equal to AckWait and timeout under the shutdown bound must pass: %v", err)
+	}
+}
+
+func TestBrazeTimeoutFromEnv(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse(nil, env(map[string]string{"SENDID_SHUTDOWN_TIMEOUT": "5s", "SENDID_BRAZE_TIMEOUT": "4s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(true); err != nil || c.Braze.Timeout.String() != "4s" {
+		t.Fatalf("timeout %s: %v", c.Braze.Timeout, err)
+	}
+	if _, err := config.Parse(nil, env(map[string]string{"SENDID_BRAZE_TIMEOUT": "soon"})); err == nil || !strings.Contains(err.Error(), "SENDID_BRAZE_TIMEOUT") {
+		t.Fatalf("bad duration not named: %v", err)
 	}
 }

@@ -82,7 +82,7 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Key
 // Braze is how Braze is called.
 type Braze struct {
 	URL          string        `yaml:"url"`           // required unless -dev
-	Timeout      time.Duration `yaml:"timeout"`       // 20s per call; must be shorter than shutdown_timeout
+	Timeout      time.Duration `yaml:"timeout"`       // 20s per call (SENDID_BRAZE_TIMEOUT); must be shorter than shutdown_timeout
 	MaxAttempts  int           `yaml:"max_attempts"`  // 8
 	RetryBackoff time.Duration `yaml:"retry_backoff"` // 500ms, doubled per attempt, jittered
 	RetryMax     time.Duration `yaml:"retry_max"`     // 1m
@@ -165,7 +165,7 @@ var EnvNames = []string{
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
-	"SENDID_IN_DOUBT",
+	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -252,6 +252,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	dur("SENDID_BRAZE_TIMEOUT", &c.Braze.Timeout)
 
 	// The default group: present unless the file lists groups without it
 	// and no SENDID_* variable for it is set.

@@ -34,6 +34,7 @@ type kit struct {
 	done    chan error
 	results *collector
 	client  *braze.Client
+	ledger  quota.Ledger
 }
 
 type kitOptions struct {
@@ -41,6 +42,7 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	inDoubt     map[string]worker.InDoubtPolicy // per group (default: retry)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -70,13 +72,14 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		if v, ok := o.keys[name]; ok {
 			key = v
 		}
-		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol})
+		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol, InDoubt: o.inDoubt[name]})
 	}
 	log := zaptest.NewLogger(t)
 	pols := quota.NewPolicies(log)
+	k.ledger = quota.NewKV(b.Ledger, pols, quota.SystemClock{})
 	k.w, err = worker.New(worker.Options{
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
-		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: quota.NewKV(b.Ledger, pols, quota.SystemClock{}),
+		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: k.ledger,
 		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
 		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
@@ -102,6 +105,16 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	})
 	k.waitReady()
 	return k
+}
+
+// used is the default group's ledger count in the current period.
+func (k *kit) used() int {
+	k.t.Helper()
+	u, err := k.ledger.Usage(context.Background(), "default")
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return u.Used
 }
 
 func (k *kit) waitReady() {

@@ -71,7 +71,7 @@ func TestCrashRecovery(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	env := []string{
 		"SENDID_NATS_URL=" + ns.URL(), "SENDID_BRAZE_URL=" + sim.URL, "SENDID_BRAZE_API_KEY=k",
-		"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s",
+		"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s", "SENDID_BRAZE_TIMEOUT=4s",
 		"SENDID_HTTP_ADDR=" + httpAddr, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 	}
 	logPath := filepath.Join(t.TempDir(), "worker.log")
