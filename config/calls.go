@@ -13,9 +13,12 @@ const (
 )
 
 // ConsumerAckWait is the AckWait of sendid's admission and lane consumers
-// (queue.AckWait; a test keeps the two equal). A message not acked within
-// it is delivered again.
+// (queue.EnsureAdmission, queue.EnsureLane). A message not acked within it
+// is delivered again.
 const ConsumerAckWait = 30 * time.Second
+
+// consumersAckWait is the AckWait the consumers run with under c.
+func (c *Config) consumersAckWait() time.Duration { return ConsumerAckWait }
 
 // callProblems checks the settings that decide whether a call or a job can
 // happen twice: the in_doubt policies, the stream's duplicate window
@@ -40,8 +43,8 @@ func (c *Config) callProblems() []string {
 			add("app_groups.%s.in_doubt%s: %q is not retry or fail", n, src, v)
 		}
 	}
-	if w := c.Streams.DuplicateWindow; w > 0 && w < ConsumerAckWait {
-		add("streams.duplicate_window: %s is shorter than the consumers' AckWait (%s): a job redelivered after the window would be admitted twice", w, ConsumerAckWait)
+	if w, ack := c.Streams.DuplicateWindow, c.consumersAckWait(); w > 0 && w < ack {
+		add("streams.duplicate_window: %s is shorter than the consumers' AckWait (%s): a job redelivered after the window would be admitted twice", w, ack)
 	}
 	if c.Braze.Timeout > 0 && c.Shutdown > 0 && c.Braze.Timeout >= c.Shutdown {
 		add("braze.timeout (SENDID_BRAZE_TIMEOUT, %s) must be shorter than shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT, %s): a call still running when the shutdown bound ends is cut, and a cut call is in doubt (it may have created the pair without its answer being recorded)",
