@@ -19,7 +19,7 @@ func TestCheckConfigCallRules(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"short window":   {yaml: "streams:\n  duplicate_window: 10s\n", want: "a job redelivered after the window would be admitted twice"},
+		"short window":   {yaml: "streams:\n  duplicate_window: 1s\n", want: "a job redelivered after the window would be admitted twice"},
 		"long timeout":   {env: map[string]string{"SENDID_SHUTDOWN_TIMEOUT": "15s"}, want: "braze.timeout (SENDID_BRAZE_TIMEOUT, 20s) must be shorter than shutdown_timeout"},
 		"bad in_doubt":   {env: map[string]string{"SENDID_IN_DOUBT": "sometimes"}, want: `"sometimes" is not retry or fail`},
 		"group in_doubt": {yaml: "app_groups:\n  default: {}\n  eu: {api_key_env: SENDID_BRAZE_API_KEY, in_doubt: later}\n", want: "app_groups.eu.in_doubt"},
