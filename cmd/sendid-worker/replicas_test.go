@@ -308,6 +308,9 @@ func TestInDoubtAfterKill(t *testing.T) {
 			}
 			arrived := make(chan call, 1)
 			killed := make(chan struct{})
+			var killOnce sync.Once
+			unblock := func() { killOnce.Do(func() { close(killed) }) }
+			t.Cleanup(unblock) // a held call never outlives the test (the server's Close waits for it)
 			var once sync.Once
 			var seen int
 			var mu sync.Mutex
@@ -346,7 +349,7 @@ func TestInDoubtAfterKill(t *testing.T) {
 				t.Fatal("no sixth call")
 			}
 			rs.kill(c.worker)
-			close(killed)
+			unblock()
 			t.Logf("worker %d killed during the call for pair %s", c.worker, c.send)
 			// The other replica takes the group over; the killed call's
 			// message comes back after the consumer's AckWait.
