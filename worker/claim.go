@@ -64,7 +64,7 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 		release()
 		j.pairRev = 0 // not ours to drop
 		r := j.result(queue.StatusCreated)
-		r.SendID, r.Duplicate, r.InDoubt = pair.SendID, pair.JobID != j.spec.ID, false
+		r.SendID, r.Duplicate = pair.SendID, pair.JobID != j.spec.ID
 		j.rec.Calling = 0
 		e.finish(hard, j, r, true)
 		return next{}, true
@@ -85,7 +85,7 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 			release()
 			j.pairRev = 0
 			r := j.result(queue.StatusCreated)
-			r.SendID, r.Duplicate, r.InDoubt = created.SendID, created.ID != j.spec.ID, false
+			r.SendID, r.Duplicate = created.SendID, created.ID != j.spec.ID
 			j.rec.Calling = 0
 			e.finish(hard, j, r, true)
 			return next{}, true
