@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The in_doubt policies of an app group (ARCHITECTURE.md §7.13).
+// The in_doubt policies of an app group (README: Crash safety and calls in doubt).
 const (
 	InDoubtRetry = "retry" // call again; the result says in_doubt: true
 	InDoubtFail  = "fail"  // make no call; the job ends failed / outcome_unknown

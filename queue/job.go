@@ -182,7 +182,7 @@ type Result struct {
 	Meta          json.RawMessage `json:"meta,omitempty"`
 	At            time.Time       `json:"at"`
 	// InDoubt: an earlier call for the job may have reached Braze without
-	// its answer recorded (ARCHITECTURE.md §7.13). Omitted when false.
+	// its answer recorded (README: Crash safety and calls in doubt). Omitted when false.
 	InDoubt bool `json:"in_doubt,omitempty"`
 }
 

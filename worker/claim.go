@@ -18,7 +18,7 @@ import (
 const ownerWait = 2 * time.Second
 
 // claim reads a job's records and decides, before any call, whether it may
-// call Braze (ARCHITECTURE.md §7.13): a stored answer or a created pair is
+// call Braze (README: Crash safety and calls in doubt): a stored answer or a created pair is
 // answered without a call; an id or a pair held by a live message waits; one
 // held by a message that is gone is taken over; an open call found in the
 // records is in doubt and the group's in_doubt policy decides; otherwise the

@@ -3,7 +3,7 @@ package worker
 import "fmt"
 
 // InDoubtPolicy is what a job does when an earlier call for it may have
-// reached Braze without its answer recorded (ARCHITECTURE.md §7.13).
+// reached Braze without its answer recorded (README: Crash safety and calls in doubt).
 type InDoubtPolicy int
 
 const (

@@ -167,7 +167,7 @@ func TestStaleOwnerTakenOver(t *testing.T) {
 	}
 }
 
-// Issue 11 "Retry budget" / ARCHITECTURE §7.16: config faults neither use
+// Issue 11 "Retry budget" (README: Message contract): config faults neither use
 // up max_attempts nor keep their ledger slot. Key wrong for 3 probes with
 // max_attempts 2, then fixed, then one 503 → created with attempts 5.
 func TestRetryBudgetCountsRetryableFailuresOnly(t *testing.T) {
@@ -202,7 +202,7 @@ func TestRetryBudgetCountsRetryableFailuresOnly(t *testing.T) {
 	if r.Status != "created" || r.Attempts != 5 {
 		t.Fatalf("%+v", r)
 	}
-	// The 503 may have been charged (ARCHITECTURE §7.7) until Braze's
+	// The 503 may have been charged until Braze's
 	// headers settle it (issue 11); the three 401s never are.
 	used := k.used()
 	t.Logf("ledger used %d after 3 × 401, 1 × 503, 1 × 201", used)
