@@ -221,3 +221,54 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A pair reserved by a message that still exists is waited for, not
+// called; once that message is gone (here: deleted, as an ack or a purge
+// would) the job takes the reservation over.
+func TestLiveOwnerIsWaitedFor(t *testing.T) {
+	t.Parallel()
+	k := newKit(t, kitOptions{})
+	ctx := context.Background()
+	// A message that stays in the stream: a dead letter nobody consumes.
+	ack, err := k.js.Publish(ctx, "sendid.dead.default", []byte(`{"campaign_id":"c","send_id":"held","id":"owner"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := k.records()
+	if _, err := rs.PutJob(ctx, queue.JobRecord{ID: "owner", AppGroup: "default", Owner: ack.Sequence, Attempts: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.PutPair(ctx, "default", "c", "held", queue.PairRecord{State: queue.PairCalling, JobID: "owner", Seq: ack.Sequence}, 0); err != nil {
+		t.Fatal(err)
+	}
+	k.publish("sendid.jobs", job("c", "held", "waiter", "test.w"))
+	// The lane meets the reservation and puts the job back (every 2 s)
+	// while the owner's message exists.
+	waitUntil(t, "the waiter to be put back and fetched again", 15*time.Second, func() bool {
+		info, err := k.js.Consumer(ctx, queue.Stream, queue.LaneConsumer("default"))
+		if err != nil {
+			return false
+		}
+		ci, err := info.Info(ctx)
+		return err == nil && ci.Delivered.Consumer >= 2
+	})
+	if n := len(k.sim.Requests()); n != 0 || len(k.results.finals()) != 0 {
+		t.Fatalf("called or answered while the owner's message exists: %d calls, %v", n, k.results.finals())
+	}
+	st, err := k.js.Stream(ctx, queue.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	r := k.results.waitFinals(t, 1, 15*time.Second)["waiter"]
+	// The owner's record names the reserving message and shows every call
+	// answered: taking over is not a call in doubt.
+	if r.Status != "created" || r.InDoubt || r.Duplicate {
+		t.Fatalf("%+v", r)
+	}
+	if n := len(k.sim.Requests()); n != 1 {
+		t.Fatalf("%d calls, want 1", n)
+	}
+}
