@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,6 +44,7 @@ type kitOptions struct {
 	sim         brazetest.Options
 	maxAttempts int
 	inDoubt     map[string]worker.InDoubtPolicy // per group (default: retry)
+	backoff     time.Duration                   // first retry delay (default 20ms)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -81,7 +83,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
 		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: k.ledger,
 		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
-		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
 	}, groups)
 	if err != nil {

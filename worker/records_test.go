@@ -272,3 +272,23 @@ func TestLiveOwnerIsWaitedFor(t *testing.T) {
 		t.Fatalf("%d calls, want 1", n)
 	}
 }
+
+// The pair is read again before every retry: a pair created meanwhile (by
+// another job, another replica) is answered, not called again.
+func TestPairRecheckedBeforeRetry(t *testing.T) {
+	t.Parallel()
+	k := newKit(t, kitOptions{backoff: 3 * time.Second, sim: brazetest.Options{FailFirst: 1, FailFirstStatus: 503}})
+	k.publish("sendid.jobs", job("c", "s", "j", "test.j"))
+	waitUntil(t, "the first call", 10*time.Second, func() bool { return len(k.sim.Requests()) == 1 })
+	// During the backoff (at least 1.5 s) another job creates the pair.
+	if err := k.records().PairCreated(context.Background(), "default", "c", "s", queue.PairRecord{JobID: "other", SendID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	r := k.results.waitFinals(t, 1, 15*time.Second)["j"]
+	if r.Status != "created" || !r.Duplicate || r.SendID != "s" || r.Attempts != 1 {
+		t.Fatalf("%+v", r)
+	}
+	if n := len(k.sim.Requests()); n != 1 {
+		t.Fatalf("%d calls, want 1", n)
+	}
+}
