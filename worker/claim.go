@@ -17,6 +17,15 @@ import (
 // AckWait, so the wait is bounded.
 const ownerWait = 2 * time.Second
 
+// waitHeld puts the job back for ownerWait and pauses the lane as long:
+// the job stays at the head of its FIFO (redeliveries come first), and the
+// lane looks again when the delay ends instead of idling until its next
+// recheck.
+func (e *executor) waitHeld(j *job) next {
+	_ = j.msg.NakWithDelay(ownerWait)
+	return next{pauseUntil: e.w.o.Clock.Now().Add(ownerWait), reason: "record_held"}
+}
+
 // claim reads a job's records and decides, before any call, whether it may
 // call Braze (README: Crash safety and calls in doubt): a stored answer or a created pair is
 // answered without a call; an id or a pair held by a live message waits; one
@@ -119,8 +128,7 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 			j.pairRev = 0
 			release()
 			if errors.Is(err, queue.ErrConflict) {
-				_ = j.msg.NakWithDelay(ownerWait)
-				return next{}, true
+				return e.waitHeld(j), true
 			}
 			return e.putBack(j, "pair_record", err), true
 		}
@@ -141,8 +149,7 @@ func (e *executor) waitForOwner(hard context.Context, j *job, owner uint64, what
 	if alive {
 		release()
 		j.pairRev = 0
-		_ = j.msg.NakWithDelay(ownerWait)
-		return next{}, true
+		return e.waitHeld(j), true
 	}
 	e.w.log.Info("owner gone; taking over", zap.String("job_id", j.spec.ID), zap.String("app_group", e.group),
 		zap.String("record", what), zap.Uint64("owner_seq", owner), zap.Uint64("seq", j.seq))
@@ -193,8 +200,7 @@ func (e *executor) recheckPair(hard context.Context, j *job, release func()) (ne
 	}
 	release()
 	j.pairRev = 0
-	_ = j.msg.NakWithDelay(ownerWait)
-	return next{}, true
+	return e.waitHeld(j), true
 }
 
 // dropPair removes this job's pair reservation after an outcome that did not

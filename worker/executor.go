@@ -128,8 +128,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			j.rec.Calling = 0
 			release()
 			if errors.Is(err, queue.ErrConflict) {
-				_ = msg.NakWithDelay(ownerWait)
-				return next{}
+				return e.waitHeld(j)
 			}
 			return e.putBack(j, "job_record", err)
 		}
