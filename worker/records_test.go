@@ -202,13 +202,15 @@ func TestRetryBudgetCountsRetryableFailuresOnly(t *testing.T) {
 	if r.Status != "created" || r.Attempts != 5 {
 		t.Fatalf("%+v", r)
 	}
-	// The 503 may have been charged until Braze's
-	// headers settle it (issue 11); the three 401s never are.
-	used := k.used()
-	t.Logf("ledger used %d after 3 × 401, 1 × 503, 1 × 201", used)
-	if used < 1 || used > 2 {
-		t.Errorf("ledger used %d after 3 × 401, 1 × 503, 1 × 201; want 1 (2 while the 503 is counted)", used)
-	}
+	// The 503 may have been charged until Braze's headers settle it
+	// (issue 11); the three 401s never are. The lane may hold one more slot
+	// for a moment while it looks for the next job (and gives it back).
+	var used int
+	waitUntil(t, "the ledger to count the 503 and the 201 at most", 10*time.Second, func() bool {
+		used = k.used()
+		return used >= 1 && used <= 2
+	})
+	t.Logf("ledger used %d after 3 × 401, 1 × 503, 1 × 201 (1 once Braze's headers settle the 503)", used)
 }
 
 func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
