@@ -24,6 +24,9 @@ type Group struct {
 	Key    braze.Key
 	Sender Sender
 	Policy quota.Policy
+	// InDoubt is what a job does when an earlier call may have reached
+	// Braze without its answer recorded (default InDoubtRetry).
+	InDoubt InDoubtPolicy
 }
 
 // Options are the worker's collaborators and settings. Every field without
