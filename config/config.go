@@ -87,7 +87,7 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Key
 // Braze is how Braze is called.
 type Braze struct {
 	URL          string        `yaml:"url"`           // required unless -dev
-	Timeout      time.Duration `yaml:"timeout"`       // 30s per call
+	Timeout      time.Duration `yaml:"timeout"`       // 20s per call (SENDID_BRAZE_TIMEOUT); must be shorter than shutdown_timeout
 	MaxAttempts  int           `yaml:"max_attempts"`  // 8
 	RetryBackoff time.Duration `yaml:"retry_backoff"` // 500ms, doubled per attempt, jittered
 	RetryMax     time.Duration `yaml:"retry_max"`     // 1m
@@ -143,6 +143,11 @@ type AppGroup struct {
 	DailyCap   *int   `yaml:"daily_cap"`    // 100
 	Burst      *int   `yaml:"burst"`        // 10
 	Timezone   string `yaml:"timezone"`     // "UTC"
+	// InDoubt is what a redelivered job does when an earlier call may have
+	// reached Braze without its answer recorded: "retry" (call again) or
+	// "fail" (no call; failed / outcome_unknown). SENDID_IN_DOUBT for
+	// default. Default "retry".
+	InDoubt string `yaml:"in_doubt"`
 	// Gateway tokens authenticate HTTP callers as this group besides its
 	// API key, for producers that should not hold the Braze key.
 	GatewayTokensFile string `yaml:"gateway_tokens_file"` // none: one token per line
@@ -160,7 +165,7 @@ func Default() *Config {
 	host, _ := os.Hostname()
 	return &Config{
 		NATS:          NATS{URL: "nats://127.0.0.1:4222", Name: "sendid-worker@" + host, ReconnectWait: 2 * time.Second},
-		Braze:         Braze{Timeout: 30 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
+		Braze:         Braze{Timeout: 20 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
 		Quota:         Quota{Period: 24 * time.Hour, ProbeInterval: 5 * time.Minute},
 		SubjectPrefix: "sendid",
 		HTTPAddr:      ":8080",
@@ -193,6 +198,7 @@ var EnvNames = []string{
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
 	"SENDID_GATEWAY_ADDR",
 	"SENDID_HTTP_ADMIN_TOKEN", "SENDID_HTTP_ADMIN_TOKEN_FILE",
 }
@@ -321,6 +327,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	dur("SENDID_BRAZE_TIMEOUT", &c.Braze.Timeout)
 	str("SENDID_GATEWAY_ADDR", &c.Gateway.Addr)
 
 	// The default group: present unless the file lists groups without it
@@ -336,6 +343,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	if v := getenv("SENDID_TIMEZONE"); v != "" {
 		def.Timezone, touched = v, true
+	}
+	if v := getenv("SENDID_IN_DOUBT"); v != "" {
+		def.InDoubt, touched = strings.TrimSpace(v), true
 	}
 	if v := getenv("SENDID_BRAZE_API_KEY_FILE"); v != "" {
 		def.APIKeyFile, def.APIKeyEnv, touched = v, "", true
@@ -366,6 +376,7 @@ type Group struct {
 	Cap        int
 	Burst      int
 	Location   *time.Location
+	InDoubt    string // InDoubtRetry or InDoubtFail
 	// ReplySubjects is the group's reply allow-list: its own, else the
 	// top-level one.
 	ReplySubjects []string
@@ -382,7 +393,11 @@ func ValidGroupName(s string) bool { return groupName.MatchString(s) }
 func (c *Config) Groups() []Group {
 	out := make([]Group, 0, len(c.AppGroups))
 	for name, g := range c.AppGroups {
-		r := Group{Name: name, BrazeURL: g.BrazeURL, APIKeyEnv: g.APIKeyEnv, APIKeyFile: g.APIKeyFile, Cap: 100, Burst: 10, Location: time.UTC}
+		r := Group{Name: name, BrazeURL: g.BrazeURL, APIKeyEnv: g.APIKeyEnv, APIKeyFile: g.APIKeyFile, Cap: 100, Burst: 10, Location: time.UTC,
+			InDoubt: InDoubtRetry}
+		if g.InDoubt != "" {
+			r.InDoubt = g.InDoubt
+		}
 		if r.BrazeURL == "" {
 			r.BrazeURL = c.Braze.URL
 		}
@@ -513,6 +528,7 @@ func (c *Config) Validate(dev bool) error {
 			add("%s: no Braze URL: set braze_url, or SENDID_BRAZE_URL", key)
 		}
 	}
+	p = append(p, c.callProblems()...)
 	c.validateSecurity(add)
 	if len(p) > 0 {
 		return &Error{Problems: p}

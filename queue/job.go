@@ -43,6 +43,9 @@ const (
 	CodeBrazeRejected    = "braze_rejected"
 	CodeRetriesExhausted = "retries_exhausted"
 	CodeExpired          = "expired"
+	// CodeOutcomeUnknown: an earlier call may have reached Braze and the
+	// group's in_doubt policy is fail, so no call was made.
+	CodeOutcomeUnknown = "outcome_unknown"
 	// CodeBacklogFull: the app group's max_backlog jobs are already waiting,
 	// or stream SENDID is full. Nothing was sent; publish again later.
 	CodeBacklogFull = "backlog_full"
@@ -181,6 +184,9 @@ type Result struct {
 	Position      *int            `json:"position,omitempty"`
 	Meta          json.RawMessage `json:"meta,omitempty"`
 	At            time.Time       `json:"at"`
+	// InDoubt: an earlier call for the job may have reached Braze without
+	// its answer recorded (README: Crash safety and calls in doubt). Omitted when false.
+	InDoubt bool `json:"in_doubt,omitempty"`
 }
 
 // ResultError explains a failed or expired job.

@@ -249,7 +249,7 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, s BucketSettings
 		desc string
 	}{
 		{&b.Ledger, LedgerBucket, s.LedgerTTL, "sendid quota ledger: <group>.<period start> → used"},
-		{&b.Jobs, JobsBucket, s.JobRecordTTL, "sendid job records by hashed job id"},
+		{&b.Jobs, JobsBucket, s.JobRecordTTL, "sendid job records by hashed app group and job id"},
 		{&b.Pairs, PairsBucket, s.PairTTL, "sendid created (campaign_id, send_id) pairs"},
 	} {
 		cfg := jetstream.KeyValueConfig{Bucket: x.name, Description: x.desc, History: 1, TTL: x.ttl, Storage: jetstream.FileStorage, Replicas: s.Replicas}

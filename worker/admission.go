@@ -319,8 +319,9 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 	w.log.Debug("job admitted", zap.String("job_id", p.res.ID), zap.String("app_group", p.group))
 }
 
-// records reads a job's record and, when it names a send_id, its pair's
-// record, in parallel. stage names what failed.
+// records reads a job's record in its group and, when it names a send_id,
+// its pair's record, in parallel; paired means the pair was created. stage
+// names what failed.
 func (w *Worker) records(ctx context.Context, id, group string, job queue.Job) (queue.JobRecord, queue.PairRecord, bool, string, error) {
 	var (
 		pair    queue.PairRecord
@@ -329,9 +330,14 @@ func (w *Worker) records(ctx context.Context, id, group string, job queue.Job) (
 		wg      sync.WaitGroup
 	)
 	if job.SendID != "" {
-		wg.Go(func() { pair, paired, pairErr = w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID) })
+		wg.Go(func() {
+			var rev uint64
+			pair, rev, pairErr = w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID)
+			// A reservation (calling) is the lane's business: admit.
+			paired = rev != 0 && pair.Created()
+		})
 	}
-	rec, _, err := w.o.Records.Job(ctx, id)
+	rec, _, err := w.o.Records.Job(ctx, group, id)
 	wg.Wait()
 	switch {
 	case err != nil:

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,7 @@ type kit struct {
 	done    chan error
 	results *collector
 	client  *braze.Client
+	ledger  quota.Ledger
 	pub     *queue.Publisher
 }
 
@@ -43,6 +45,8 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	inDoubt     map[string]worker.InDoubtPolicy // per group (default: retry)
+	backoff     time.Duration                   // first retry delay (default 20ms)
 	// For the quota tests: the worker's clock (default the system clock),
 	// a wrapper around its ledger, and a handler in front of the simulator.
 	clock  quota.Clock
@@ -88,7 +92,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		if v, ok := o.keys[name]; ok {
 			key = v
 		}
-		g := worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol}
+		g := worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol, InDoubt: o.inDoubt[name]}
 		if o.tune != nil {
 			o.tune(&g)
 		}
@@ -101,7 +105,8 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		clock = quota.SystemClock{}
 	}
 	pols := quota.NewPolicies(log).UseClock(clock)
-	var ledger quota.Ledger = quota.NewKV(b.Ledger, pols, clock)
+	k.ledger = quota.NewKV(b.Ledger, pols, clock)
+	var ledger quota.Ledger = k.ledger
 	if o.ledger != nil {
 		ledger = o.ledger(ledger)
 	}
@@ -109,7 +114,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
 		Publisher: k.pub, Ledger: ledger,
 		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock, Metrics: o.metrics,
-		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
 	}, groups)
 	if err != nil {
@@ -133,6 +138,16 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	})
 	k.waitReady()
 	return k
+}
+
+// used is the default group's ledger count in the current period.
+func (k *kit) used() int {
+	k.t.Helper()
+	u, err := k.ledger.Usage(context.Background(), "default")
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return u.Used
 }
 
 func (k *kit) waitReady() {

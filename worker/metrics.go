@@ -19,6 +19,7 @@ type Metrics struct {
 	Paused        *prometheus.GaugeVec     // 1 while a lane is paused, by app_group, reason
 	ConfigFaults  *prometheus.CounterVec   // 401/403/404 answers by app_group
 	InfraFailures *prometheus.CounterVec   // NATS/KV errors by stage
+	InDoubt       *prometheus.CounterVec   // jobs found with a call in doubt, by app_group
 
 	// beforePaused runs at scrape time just before Paused is collected
 	// (set by Worker.Run: it refreshes reason "operator").
@@ -47,11 +48,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InfraFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_infra_errors_total",
 			Help: "NATS, stream or KV errors that made a job wait, by stage."}, []string{"stage"}),
 	}
+	m.InDoubt = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_jobs_in_doubt_total",
+		Help: "Jobs found with an earlier call that may have reached Braze without its answer recorded (retried or failed per the in_doubt setting)."}, []string{"app_group"})
 	for _, st := range infraStages {
 		m.InfraFailures.WithLabelValues(st)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures)
+		reg.MustRegister(m.InDoubt)
 	}
 	return m
 }
@@ -64,7 +68,7 @@ var LatencyBuckets = prometheus.ExponentialBuckets(0.005, 2, 14)
 // Values of the status and reason labels that InitGroup creates at zero.
 var (
 	finalStatuses = []string{"created", "failed", "expired"}
-	pauseReasons  = []string{"quota", "rate_limited", "config_fault", "infra", "operator"}
+	pauseReasons  = []string{"quota", "rate_limited", "config_fault", "infra", "operator", "record_held"}
 	initCodes     = []string{"429"} // the code alerts watch for
 	// infraStages are the stage values of InfraFailures that NewMetrics
 	// creates at 0 (a burst of errors of a stage born in one scrape would
@@ -94,6 +98,7 @@ func (m *Metrics) InitGroup(group string) {
 		m.Paused.WithLabelValues(group, r)
 	}
 	m.ConfigFaults.WithLabelValues(group)
+	m.InDoubt.WithLabelValues(group)
 }
 
 // pausedCollector collects Paused after running the beforePaused hook, so

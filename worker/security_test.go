@@ -52,10 +52,9 @@ func (s *stuckSender) CreateSendID(ctx context.Context, key braze.Key, req braze
 // Must hold #1: two groups, the same job ids — chosen, and the guessable
 // shape of default ids — each job gets its own group's answer, created with
 // its own group's key; a job of group a stuck in flight never delays group b.
-// (Job records keyed by app group: issue 10's re-keying, queue/records.go.)
+// (Job records are keyed by app group: queue/records.go.)
 func TestGroupsAreIsolated(t *testing.T) {
 	t.Parallel()
-	t.Skip("needs job records keyed by app group (issue 10, helper i10b: queue/records.go); passes once that is merged")
 	pol := quota.Policy{Cap: 1000, Burst: 1000, Period: 24 * time.Hour}
 	stuck := &stuckSender{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	k := newKit(t, kitOptions{

@@ -24,6 +24,9 @@ type Group struct {
 	Key    braze.Key
 	Sender Sender
 	Policy quota.Policy
+	// InDoubt is what a job does when an earlier call may have reached
+	// Braze without its answer recorded (default InDoubtRetry).
+	InDoubt InDoubtPolicy
 	// ReplyAllow is the group's reply-subject allow-list; empty: the
 	// worker's (Options.ReplyAllow).
 	ReplyAllow []string

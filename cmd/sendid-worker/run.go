@@ -394,9 +394,15 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 			}
 			clients[u] = c
 		}
+		inDoubt, err := worker.ParseInDoubt(g.InDoubt)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("app_groups.%s: %v", g.Name, err))
+			continue
+		}
 		out = append(out, worker.Group{
 			Name: g.Name, Key: braze.Key(keys[g.Name].Reveal()), Sender: c,
 			Policy:     quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location, ProbeInterval: cfg.Quota.ProbeInterval},
+			InDoubt:    inDoubt,
 			ReplyAllow: g.ReplySubjects, MaxBacklog: g.MaxBacklog,
 		})
 	}
