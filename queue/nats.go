@@ -91,13 +91,13 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 			return nc, nil
 		}
 		if fatalConnectError(err) {
-			return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+			return nil, fmt.Errorf("nats connect %s: %w", RedactURL(o.URL), scrub(err, o.URL))
 		}
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+		return nil, fmt.Errorf("nats connect %s: %w", RedactURL(o.URL), scrub(err, o.URL))
 	}
 	return nc, nil
 }
@@ -133,21 +133,6 @@ func tlsConfig(o ConnOptions) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-// redactURL hides user info (nats://user:pass@host) from error text.
-func redactURL(u string) string {
-	out := []byte(u)
-	for i := 0; i < len(out); i++ {
-		if out[i] == '@' {
-			j := i
-			for j > 0 && out[j-1] != '/' && out[j-1] != ',' {
-				j--
-			}
-			return string(out[:j]) + "[redacted]" + redactURL(string(out[i:]))
-		}
-	}
-	return u
 }
 
 // StreamSettings configures EnsureStreams.

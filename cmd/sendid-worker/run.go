@@ -430,16 +430,9 @@ func groupNames(cfg *config.Config) []string {
 	return out
 }
 
-func redact(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if pu, err := url.Parse(strings.TrimSpace(p)); err == nil && pu.User != nil {
-			pu.User = url.User("[redacted]")
-			parts[i] = pu.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// redact hides the user info of NATS URLs, also of those a URL parser
+// cannot read (a password holding '/' or '#').
+func redact(u string) string { return queue.RedactURL(u) }
 
 // startDevNATS runs an embedded JetStream server on the host and port of
 // the configured NATS URL, storing data under the dev folder.
