@@ -142,6 +142,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if _, err := buildGroups(cfg, keys, "", zap.NewNop()); err != nil {
 			return err
 		}
+		if err := checkAccount(ctx, cfg, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
 		return nil
 	}
@@ -310,6 +313,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (que
 	if err := queue.EnsureStreams(sctx, js, queue.StreamSettings{
 		Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}, Replicas: cfg.Streams.Replicas,
 		DuplicateWindow: cfg.Streams.DuplicateWindow, Results: cfg.Streams.Results, ResultsMaxAge: cfg.Streams.ResultsMaxAge,
+		Groups: len(cfg.Groups()),
 	}); err != nil {
 		return queue.Buckets{}, err
 	}
