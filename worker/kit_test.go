@@ -41,6 +41,7 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	metrics     *worker.Metrics // default: unregistered
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -80,6 +81,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
 		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
+		Metrics: o.metrics,
 	}, groups)
 	if err != nil {
 		t.Fatal(err)

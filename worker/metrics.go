@@ -17,6 +17,9 @@ type Metrics struct {
 	Paused        *prometheus.GaugeVec     // 1 while a lane is paused, by app_group, reason
 	ConfigFaults  *prometheus.CounterVec   // 401/403/404 answers by app_group
 	InfraFailures *prometheus.CounterVec   // NATS/KV errors by stage
+	// ConsumerRecreated counts consumers brought back after they were
+	// deleted, by consumer name (admission, lane_<group>).
+	ConsumerRecreated *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -41,8 +44,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InfraFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_infra_errors_total",
 			Help: "NATS, stream or KV errors that made a job wait, by stage."}, []string{"stage"}),
 	}
+	m.ConsumerRecreated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_consumer_recreated_total",
+		Help: "Consumers recreated after they disappeared (deleted by hand, lost by the server), by consumer."}, []string{"consumer"})
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, m.Paused, m.ConfigFaults, m.InfraFailures)
+		reg.MustRegister(m.ConsumerRecreated)
 	}
 	return m
 }

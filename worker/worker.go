@@ -68,6 +68,8 @@ type Worker struct {
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
+
+	health consumerHealth // consumers being restored (consumers.go)
 }
 
 // New builds a worker for groups.
@@ -197,6 +199,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("control subjects: %w", err)
 	}
 	defer stopControl()
+	defer w.watchDeletions()()
 
 	w.mu.Lock()
 	w.runCtx, w.hardCtx, w.wg, w.running = ctx, hardCtx, &wg, true
@@ -284,6 +287,9 @@ func (w *Worker) Ready() error {
 		return errors.New("worker not running")
 	case !w.admOK:
 		return errors.New("admission not running")
+	}
+	if err := w.health.err(); err != nil {
+		return err
 	}
 	for g, l := range w.lanes {
 		if !l.running.Load() {
