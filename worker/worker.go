@@ -116,9 +116,7 @@ func setDefault[T int | time.Duration](v *T, d T) {
 func (w *Worker) newLane(g Group) *lane {
 	w.o.Policies.Set(g.Name, g.Policy)
 	w.o.Pacer.Set(g.Name, g.Policy)
-	l := &lane{w: w, group: g.Name, wake: make(chan struct{}, 1)}
-	l.settings.Store(&g)
-	return l
+	return newLane(w, g)
 }
 
 func (w *Worker) jitter(n int64) int64 {

@@ -1,0 +1,333 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/sendid/sendid/braze"
+	"github.com/sendid/sendid/queue"
+	"github.com/sendid/sendid/quota"
+)
+
+// executor works one fetched message of its app group to an outcome: the
+// records, the expiry, the call, the decision, and then finish (answer and
+// ack) or putBack (the message returns to the FIFO head), retrying
+// retryable failures in place so the group's order holds. It returns what
+// the lane does next.
+type executor struct {
+	w        *Worker
+	group    string
+	settings *atomic.Pointer[Group]
+	fc       *forecastSnapshot
+}
+
+// next is what the lane does after a job.
+type next struct {
+	pauseUntil time.Time
+	reason     string
+}
+
+// job is the state of one fetched message while the lane works on it.
+type job struct {
+	msg  jetstream.Msg
+	seq  uint64
+	spec queue.Job
+	rec  queue.JobRecord
+	rev  uint64
+}
+
+func (j *job) result(status string) queue.Result {
+	return queue.Result{ID: j.spec.ID, AppGroup: j.rec.AppGroup, CampaignID: j.spec.CampaignID, SendID: j.spec.SendID,
+		Status: status, Attempts: j.rec.Attempts, Meta: j.spec.Meta}
+}
+
+// periodGuard is how close to a period's end a call is never started:
+// 100ms, or 1% of a short period.
+func periodGuard(p quota.Period) time.Duration {
+	return min(100*time.Millisecond, p.End.Sub(p.Start)/100)
+}
+
+// execute works one message to an answer, or puts it back. It owns slot.
+func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot quota.Slot) next {
+	w := e.w
+	release := func() {
+		if err := w.o.Ledger.Release(hard, slot); err != nil {
+			w.log.Warn("slot not released", zap.String("app_group", e.group), zap.Error(err))
+		}
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		release()
+		_ = msg.Term()
+		return next{}
+	}
+	j := &job{msg: msg, seq: meta.Sequence.Stream}
+	if err := json.Unmarshal(msg.Data(), &j.spec); err != nil || j.spec.ID == "" {
+		// Only admission writes here; this is not a job.
+		w.log.Error("undecodable message on a ready subject; removing it", zap.String("app_group", e.group), zap.Uint64("seq", j.seq), zap.Error(err))
+		release()
+		_ = msg.TermWithReason("undecodable")
+		return next{}
+	}
+
+	// Keep the message ours while we work, however long Braze takes.
+	stopTicker := keepAlive(hard, msg)
+	defer stopTicker()
+
+	var (
+		pair   queue.PairRecord
+		paired bool
+		pErr   error
+		wg     sync.WaitGroup
+	)
+	if j.spec.SendID != "" {
+		wg.Go(func() { pair, paired, pErr = w.o.Records.Pair(hard, e.group, j.spec.CampaignID, j.spec.SendID) })
+	}
+	j.rec, j.rev, err = w.o.Records.Job(hard, j.spec.ID)
+	wg.Wait()
+	if err == nil && pErr != nil {
+		err = pErr
+	}
+	if err != nil {
+		release()
+		return e.putBack(j, "record", err)
+	}
+	if j.rec.Final != nil {
+		release()
+		stored := *j.rec.Final
+		stored.Duplicate = j.rec.Owner != j.seq
+		stored.Meta = j.spec.Meta
+		e.finish(hard, j, stored, false)
+		return next{}
+	}
+	if j.rec.Owner != 0 && j.rec.Owner != j.seq {
+		// Another message with this id is in flight elsewhere: wait for it.
+		release()
+		_ = msg.NakWithDelay(2 * time.Second)
+		return next{}
+	}
+	j.rec.ID, j.rec.AppGroup, j.rec.Owner = j.spec.ID, e.group, j.seq
+	if paired {
+		release()
+		r := j.result(queue.StatusCreated)
+		r.SendID, r.Duplicate = pair.SendID, pair.JobID != j.spec.ID
+		e.finish(hard, j, r, true)
+		return next{}
+	}
+
+	for {
+		now := w.o.Clock.Now()
+		if j.spec.NotAfter != nil && !now.Before(*j.spec.NotAfter) {
+			release()
+			r := j.result(queue.StatusExpired)
+			r.Error = fail(queue.CodeExpired, "not_after %s passed while the job waited", j.spec.NotAfter.UTC().Format(time.RFC3339))
+			e.finish(hard, j, r, true)
+			return next{}
+		}
+		if !slot.Period.Contains(now) || slot.Period.End.Sub(now) < periodGuard(slot.Period) {
+			// The period turned (or is about to) while we waited: that slot
+			// was never used. A call that leaves just before the boundary
+			// could land in Braze's next period, uncounted there.
+			release()
+			if d := slot.Period.End.Sub(now); d > 0 && !w.sleep(ctx, d) {
+				_ = msg.Nak()
+				return next{}
+			}
+			if slot, err = w.o.Ledger.Reserve(ctx, e.group); err != nil {
+				return e.putBack(j, "", err)
+			}
+		}
+		// Count the attempt durably before the call.
+		j.rec.Attempts++
+		rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
+		if err != nil {
+			j.rec.Attempts--
+			release()
+			if errors.Is(err, queue.ErrConflict) {
+				_ = msg.NakWithDelay(2 * time.Second)
+				return next{}
+			}
+			return e.putBack(j, "job_record", err)
+		}
+		j.rev = rev
+
+		g := e.settings.Load()
+		req := braze.CreateSendIDRequest{CampaignID: j.spec.CampaignID, SendID: j.spec.SendID}
+		callCtx, cancel := context.WithTimeout(hard, w.o.CallTimeout)
+		start := time.Now()
+		resp, callErr := g.Sender.CreateSendID(callCtx, g.Key, req)
+		latency := time.Since(start)
+		cancel()
+		o := decide(req, resp, callErr, hard.Err())
+		e.observe(o, latency)
+
+		// Record a creation before anything else: this is the crash window.
+		// The pair record and the job's final record are written together.
+		var recorded sync.WaitGroup
+		if o.kind == outCreated && j.spec.SendID != "" {
+			recorded.Go(func() {
+				if err := w.o.Records.PutPair(hard, e.group, j.spec.CampaignID, j.spec.SendID,
+					queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
+					w.log.Error("pair record not written; a redelivery could send this pair again",
+						zap.String("job_id", j.spec.ID), zap.Error(err))
+				}
+			})
+		}
+		if err := w.o.Ledger.Sync(hard, e.group, o.obs); err != nil {
+			w.log.Warn("ledger sync failed", zap.String("app_group", e.group), zap.Error(err))
+		}
+		if o.notSent {
+			release()
+		}
+		if o.kind != outCreated {
+			recorded.Wait()
+		}
+
+		switch o.kind {
+		case outCreated:
+			r := j.result(queue.StatusCreated)
+			r.SendID = o.sendID
+			e.finish(hard, j, r, true, zap.Duration("braze_latency", latency))
+			recorded.Wait()
+			return next{}
+		case outRejected:
+			r := j.result(queue.StatusFailed)
+			r.Error = &queue.ResultError{Code: queue.CodeBrazeRejected, Message: o.err.Message, HTTPStatus: o.err.StatusCode}
+			e.finish(hard, j, r, true, zap.Duration("braze_latency", latency))
+			return next{}
+		case outRateLimited:
+			_ = msg.Nak()
+			return next{pauseUntil: o.err.ResetAt(w.o.Clock.Now().Add(time.Minute)), reason: "rate_limited"}
+		case outConfigFault:
+			_ = msg.Nak()
+			w.o.Metrics.ConfigFaults.WithLabelValues(e.group).Inc()
+			w.log.Error("BRAZE REJECTED THE CONFIGURATION: check the app group's API key, its sends.id.create permission and the REST URL; the lane is paused and no job is failed",
+				zap.String("app_group", e.group), zap.Int("http_status", o.err.StatusCode), zap.String("braze_message", o.err.Message))
+			return next{reason: "config_fault"}
+		case outInterrupted:
+			_ = msg.Nak()
+			w.log.Warn("call interrupted by shutdown; job put back", zap.String("job_id", j.spec.ID), zap.String("app_group", e.group))
+			return next{}
+		}
+
+		// outRetry
+		if j.rec.Attempts >= w.o.MaxAttempts {
+			r := j.result(queue.StatusFailed)
+			r.Error = &queue.ResultError{Code: queue.CodeRetriesExhausted,
+				Message: "gave up after " + strconv.Itoa(j.rec.Attempts) + " attempts: " + o.err.Error(), HTTPStatus: o.err.StatusCode}
+			if err := w.o.Publisher.Dead(hard, e.group, j.spec, r.Error.Message); err != nil {
+				return e.putBack(j, "dead_letter", err)
+			}
+			w.o.Metrics.DeadLettered.WithLabelValues(e.group).Inc()
+			e.finish(hard, j, r, true)
+			return next{}
+		}
+		d := backoff(j.rec.Attempts, w.o.RetryBackoff, w.o.RetryMax, w.jitter)
+		w.log.Info("braze call failed; retrying", zap.String("job_id", j.spec.ID), zap.String("app_group", e.group),
+			zap.Int("attempts", j.rec.Attempts), zap.Duration("backoff", d), zap.Error(o.err))
+		if !w.sleep(ctx, d) {
+			_ = msg.Nak()
+			return next{}
+		}
+		if err := w.o.Pacer.Wait(ctx, e.group); err != nil {
+			_ = msg.Nak()
+			return next{}
+		}
+		w.o.Pacer.Take(e.group)
+		if slot, err = w.o.Ledger.Reserve(ctx, e.group); err != nil {
+			return e.putBack(j, "", err)
+		}
+	}
+}
+
+// putBack returns the job to the FIFO head. An exhausted ledger pauses the
+// lane; other errors are infrastructure trouble worth a short pause.
+func (e *executor) putBack(j *job, stage string, err error) next {
+	var ex *quota.Exhausted
+	if errors.As(err, &ex) {
+		_ = j.msg.Nak()
+		return next{pauseUntil: ex.Until, reason: "quota"}
+	}
+	_ = j.msg.Nak()
+	if errors.Is(err, context.Canceled) {
+		return next{}
+	}
+	e.w.log.Warn("job put back after an infrastructure error", zap.String("job_id", j.spec.ID), zap.String("app_group", e.group),
+		zap.String("stage", stage), zap.Error(err))
+	e.w.o.Metrics.InfraFailures.WithLabelValues(stage).Inc()
+	return next{pauseUntil: e.w.o.Clock.Now().Add(time.Second), reason: "infra"}
+}
+
+// finish stores a final result (when store), publishes it and acks.
+func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store bool, extra ...zap.Field) {
+	w := e.w
+	r.At = w.o.Clock.Now().UTC()
+	if store {
+		rec := j.rec
+		rec.Final = &r
+		if _, err := w.o.Records.PutJob(ctx, rec, j.rev); err != nil {
+			w.log.Warn("final job record not written", zap.String("job_id", r.ID), zap.Error(err))
+		}
+	}
+	if err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r); err != nil {
+		// Redelivery answers from the stored record.
+		w.log.Warn("result not published; job will be redelivered", zap.String("job_id", r.ID), zap.Error(err))
+		w.o.Metrics.InfraFailures.WithLabelValues("publish_result").Inc()
+		_ = j.msg.NakWithDelay(time.Second)
+		return
+	}
+	// The job leaves ack-pending and the lane's held count together, so a
+	// forecast never sees it twice or not at all.
+	// A plain ack: a redelivery after a lost ack is answered from the record.
+	var err error
+	e.fc.drop(func() { err = j.msg.Ack() })
+	if err != nil {
+		w.log.Warn("ack failed; a redelivery will answer from the record", zap.String("job_id", r.ID), zap.Error(err))
+	}
+	w.o.Metrics.Jobs.WithLabelValues(e.group, r.Status).Inc()
+	fields := append([]zap.Field{zap.String("job_id", r.ID), zap.String("app_group", e.group), zap.String("status", r.Status),
+		zap.Int("attempts", r.Attempts), zap.Bool("duplicate", r.Duplicate), zap.String("send_id", r.SendID)}, extra...)
+	if r.Error != nil {
+		fields = append(fields, zap.String("code", r.Error.Code), zap.String("error", r.Error.Message))
+	}
+	w.log.Info("job finished", fields...)
+}
+
+func (e *executor) observe(o outcome, latency time.Duration) {
+	m := e.w.o.Metrics
+	code := 201
+	if o.err != nil {
+		code = o.err.StatusCode
+	}
+	m.Requests.WithLabelValues(e.group, strconv.Itoa(code)).Inc()
+	m.Latency.WithLabelValues(e.group).Observe(latency.Seconds())
+}
+
+// keepAlive tells the server we are still working on msg until stopped.
+func keepAlive(ctx context.Context, msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
