@@ -27,10 +27,13 @@ import (
 // with the reason meanwhile.
 
 // consumerLost reports errors that say a consumer may be gone: deleted
-// while we pulled, missing when asked for, or silent (no heartbeat).
+// while we pulled, missing when asked for, silent (no heartbeat), or no
+// responder to a pull (a pull request to a consumer that does not exist).
+// restore tells a missing consumer from a passing hiccup.
 func consumerLost(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDoesNotExist)
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDoesNotExist) ||
+		errors.Is(err, nats.ErrNoResponders)
 }
 
 // consumerHealth is the set of consumers being restored, for readiness,
@@ -142,6 +145,30 @@ func (w *Worker) restoreLane(ctx context.Context, group string, why error) (jets
 	return w.restore(ctx, queue.LaneConsumer(group), why, func(ctx context.Context) (jetstream.Consumer, error) {
 		return queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, group)
 	})
+}
+
+// restore brings the lane's consumer back (see Worker.restore). The lane
+// keeps its consumer handle: it addresses the consumer by name, so it
+// reaches the recreated one, and it is read by admission and status
+// requests too.
+func (l *lane) restore(ctx context.Context, why error) {
+	_, _ = l.w.restoreLane(ctx, l.group, why)
+	// A deletion announced and also seen by the pull is one deletion.
+	select {
+	case <-l.w.laneLost(l.group):
+	default:
+	}
+}
+
+// deleted returns the deletion the server announced for the lane's
+// consumer, if any, without waiting.
+func (l *lane) deleted() error {
+	select {
+	case why := <-l.w.laneLost(l.group):
+		return why
+	default:
+		return nil
+	}
 }
 
 // errConsumerDeletedAdvisory is why a consumer is restored after the

@@ -132,3 +132,40 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return d.GetCounter().GetValue()
 }
+
+// A lane's consumer deleted while its jobs flow: the same, for the lane.
+func TestLaneConsumerRecreated(t *testing.T) {
+	t.Parallel()
+	m := worker.NewMetrics(prometheus.NewRegistry())
+	k := newKit(t, kitOptions{metrics: m, groups: map[string]quota.Policy{
+		"default": {Cap: 1000, Burst: 100, Period: 24 * time.Hour},
+		"eu":      {Cap: 1000, Burst: 100, Period: 24 * time.Hour},
+	}})
+	const n = 30
+	var pub sync.WaitGroup
+	pub.Go(func() {
+		for i := range n {
+			k.publish("sendid.jobs.eu", job("c", fmt.Sprintf("s%02d", i), fmt.Sprintf("j%02d", i), "test.r"))
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	k.results.waitFinals(t, 3, 10*time.Second)
+	lane := queue.LaneConsumer("eu")
+	unblock := blockConsumer(t, k, lane, "sendid.ready.eu")
+	waitUntil(t, "Ready to name the lane consumer", 10*time.Second, func() bool {
+		err := k.w.Ready()
+		return err != nil && strings.Contains(err.Error(), "consumer "+lane+" being restored")
+	})
+	unblock()
+	pub.Wait()
+	finals := k.results.waitFinals(t, n, 20*time.Second)
+	for id, r := range finals {
+		if r.Status != queue.StatusCreated {
+			t.Errorf("%s: %+v", id, r)
+		}
+	}
+	waitUntil(t, "ready again", 10*time.Second, func() bool { return k.w.Ready() == nil })
+	if got := counter(t, m.ConsumerRecreated.WithLabelValues(lane)); got < 1 {
+		t.Fatalf("sendid_consumer_recreated_total{consumer=%s} = %v", lane, got)
+	}
+}

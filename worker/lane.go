@@ -50,11 +50,19 @@ func (l *lane) poke() {
 	}
 }
 
-// resume ends a pause early (new key, new cap).
+// resume ends a pause early (new key, new cap). It leaves no token for a
+// lane that is not paused: a stale one would end the next pause (a
+// configuration fault's backoff) at once.
 func (l *lane) resume() {
 	l.poke()
+	ch := l.resumeChan()
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.pauseReason == "" {
+		return
+	}
 	select {
-	case l.resumeChan() <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -117,8 +125,13 @@ func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	if d <= 0 {
 		return
 	}
+	resumed := l.resumeChan()
 	l.pmu.Lock()
 	l.pausedUntil, l.pauseReason = until, reason
+	select { // a token left as the previous pause ended
+	case <-resumed:
+	default:
+	}
 	l.pmu.Unlock()
 	g := w.o.Metrics.Paused.WithLabelValues(l.group, reason)
 	g.Set(1)
@@ -145,6 +158,9 @@ func (l *lane) run(ctx, hard context.Context) {
 			select {
 			case <-l.wake:
 				haveWork = true
+			case why := <-w.laneLost(l.group): // consumers.go
+				l.restore(ctx, why)
+				haveWork = true
 			case <-w.o.Clock.After(w.o.RecheckInterval):
 				haveWork = l.backlog(ctx)
 			case <-ctx.Done():
@@ -155,12 +171,18 @@ func (l *lane) run(ctx, hard context.Context) {
 			continue
 		}
 		msg, slot, err := l.acquire(ctx)
+		if err == nil && msg == nil {
+			err = l.deleted() // consumers.go
+		}
 		var ex *quota.Exhausted
 		switch {
 		case errors.As(err, &ex):
 			// Look again after at most maxQuotaPause: another replica's
 			// momentary probe, a released slot or a raised cap may free one.
 			l.pause(ctx, earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), "quota")
+			continue
+		case consumerLost(err): // consumers.go
+			l.restore(ctx, err)
 			continue
 		case err != nil:
 			if ctx.Err() == nil {
