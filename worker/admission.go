@@ -328,6 +328,7 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		return
 	}
 	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
+	w.gauges.backlogMoved(p.group, 1)
 	if n := p.notice; n != nil {
 		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.

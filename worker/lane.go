@@ -248,7 +248,7 @@ func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
 		})
 		return nil, quota.Slot{}, err
 	}
-	return msg, slot, nil
+	return w.gauges.counted(l.group, msg), slot, nil // gauges.go
 }
 
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.

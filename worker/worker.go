@@ -70,6 +70,7 @@ type Worker struct {
 	rnd   *rand.Rand
 
 	health consumerHealth // consumers being restored (consumers.go)
+	gauges gaugeBoard     // quota and backlog kept for scrapes (gauges.go)
 }
 
 // New builds a worker for groups.
@@ -98,6 +99,7 @@ func New(o Options, groups []Group) (*Worker, error) {
 		rules: queue.ReplyRules{Subjects: o.Subjects, Allow: o.ReplyAllow},
 		rnd:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5e4d)),
 	}
+	w.o.Ledger = gaugeLedger{Ledger: w.o.Ledger, board: &w.gauges} // gauges.go
 	for _, g := range groups {
 		if err := g.Policy.Validate(); err != nil {
 			return nil, fmt.Errorf("app group %s: %w", g.Name, err)
@@ -224,6 +226,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if startErr != nil {
 		return startErr
 	}
+	gaugeCtx, stopGauges := context.WithCancel(ctx) // lanes have their consumers now
+	defer stopGauges()
+	wg.Go(func() { w.refreshGauges(gaugeCtx) }) // gauges.go
 	a := &admission{w: w, cons: adm}
 	wg.Go(func() { a.run(ctx, hardCtx) })
 	wg.Wait()

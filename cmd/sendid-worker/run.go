@@ -277,7 +277,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return err
 	}
 	wk.Store(w)
-	collector.set(w, ledger, js, subjects)
+	collector.set(w)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
