@@ -20,6 +20,9 @@ type Metrics struct {
 	// ConsumerRecreated counts consumers brought back after they were
 	// deleted, by consumer name (admission, lane_<group>).
 	ConsumerRecreated *prometheus.CounterVec
+	// Orphaned is the number of admitted jobs waiting for an app group that
+	// is not configured, by app_group (set at start and on reload).
+	Orphaned *prometheus.GaugeVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -46,9 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.ConsumerRecreated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_consumer_recreated_total",
 		Help: "Consumers recreated after they disappeared (deleted by hand, lost by the server), by consumer."}, []string{"consumer"})
+	m.Orphaned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sendid_orphaned_jobs",
+		Help: "Admitted jobs waiting for an app group that is no longer configured (sendidctl orphans)."}, []string{"app_group"})
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, m.Paused, m.ConfigFaults, m.InfraFailures)
-		reg.MustRegister(m.ConsumerRecreated)
+		reg.MustRegister(m.ConsumerRecreated, m.Orphaned)
 	}
 	return m
 }

@@ -69,8 +69,9 @@ type Worker struct {
 	rndMu sync.Mutex
 	rnd   *rand.Rand
 
-	health consumerHealth // consumers being restored (consumers.go)
-	gauges gaugeBoard     // quota and backlog kept for scrapes (gauges.go)
+	health  consumerHealth // consumers being restored (consumers.go)
+	gauges  gaugeBoard     // quota and backlog kept for scrapes (gauges.go)
+	orphans orphanBoard    // jobs of groups no longer configured (orphans.go)
 }
 
 // New builds a worker for groups.
@@ -200,6 +201,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer stopControl()
 	defer w.watchDeletions()()
+	stopOrphans, err := w.serveOrphans(ctx) // orphans.go
+	if err != nil {
+		return fmt.Errorf("control subjects: %w", err)
+	}
+	defer stopOrphans()
 
 	w.mu.Lock()
 	w.runCtx, w.hardCtx, w.wg, w.running = ctx, hardCtx, &wg, true
@@ -229,6 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	gaugeCtx, stopGauges := context.WithCancel(ctx) // lanes have their consumers now
 	defer stopGauges()
 	wg.Go(func() { w.refreshGauges(gaugeCtx) }) // gauges.go
+	wg.Go(func() { w.scanOrphansLogged(ctx) })  // orphans.go
 	a := &admission{w: w, cons: adm}
 	wg.Go(func() { a.run(ctx, hardCtx) })
 	wg.Wait()
@@ -274,6 +281,9 @@ func (w *Worker) Reload(groups []Group) error {
 			wg.Go(func() { l.run(ctx, hard) })
 		}
 		w.log.Info("app group added", zap.String("app_group", g.Name))
+	}
+	if ctx := w.runContext(); ctx != nil {
+		w.scanOrphansLogged(ctx) // orphans.go
 	}
 	return errors.Join(errs...)
 }

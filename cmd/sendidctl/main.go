@@ -53,6 +53,7 @@ commands:
   dead replay <id>|--all [--reply-to S]  send dead letters back through admission
   pause <group> [--until RFC3339]  stop a group's calls on every replica
   resume <group>                   resume it
+  orphans [fail <group>]           jobs waiting for groups no longer configured; fail answers them unknown_app_group
 
 connection flags (every command): --server (default $SENDID_NATS_URL), --creds, --nkey,
   --tlscert, --tlskey, --tlsca, --prefix (default $SENDID_SUBJECT_PREFIX or sendid), --timeout, --json
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = cmdDead(ctx, args[1:], getenv, stdout)
 	case "pause", "resume":
 		err = cmdPause(ctx, args[0], args[1:], getenv, stdout)
+	case "orphans":
+		err = cmdOrphans(ctx, args[1:], getenv, stdout) // orphans.go
 	default:
 		err = fmt.Errorf("%w: unknown command %q", errUsage, args[0])
 	}
