@@ -28,8 +28,26 @@ import (
 type workerProc struct {
 	cmd  *exec.Cmd
 	http string
-	out  *bytes.Buffer
+	out  *lockedBuffer
 	once sync.Once
+}
+
+// lockedBuffer is a bytes.Buffer the subprocess and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runWorkerWith starts the worker binary with app groups (name → key
@@ -45,7 +63,7 @@ func runWorkerWith(t *testing.T, bin string, env map[string]string, groups map[s
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &workerProc{http: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), out: &bytes.Buffer{}}
+	p := &workerProc{http: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), out: &lockedBuffer{}}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = []string{"SENDID_CONFIG=" + path, "SENDID_HTTP_ADDR=" + p.http, "SENDID_LOG_LEVEL=info", "PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
