@@ -207,3 +207,14 @@ func (w *Worker) watchDeletions() func() {
 	}
 	return func() { _ = sub.Unsubscribe() }
 }
+
+// explainLimit words the server's "maximum consumers limit reached" for an
+// operator: the stream holds one consumer per app group plus admission,
+// and also those an operator or a removed group left behind.
+func (w *Worker) explainLimit(err error) error {
+	if !errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
+		return err
+	}
+	return fmt.Errorf("%d app groups configured need %d consumers on stream %s (one per group plus admission, besides any other consumer of the stream), more than the account's JetStream limit allows: remove groups, delete unused consumers or raise the limit: %w",
+		len(w.Groups()), len(w.Groups())+1, queue.Stream, err)
+}

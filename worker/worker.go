@@ -219,7 +219,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, l := range lanes {
 		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group)
 		if err != nil {
-			startErr = err
+			startErr = w.explainLimit(err) // consumers.go
 			break
 		}
 		l.cons = cons
@@ -269,7 +269,7 @@ func (w *Worker) Reload(groups []Group) error {
 		if running {
 			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, w.explainLimit(err)) // consumers.go
 				continue
 			}
 			l.cons = cons
