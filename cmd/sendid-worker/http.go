@@ -24,7 +24,7 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: ops.Handler(reg, level, ready, withPprof), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
