@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/worker"
@@ -167,5 +168,40 @@ func TestLaneConsumerRecreated(t *testing.T) {
 	waitUntil(t, "ready again", 10*time.Second, func() bool { return k.w.Ready() == nil })
 	if got := counter(t, m.ConsumerRecreated.WithLabelValues(lane)); got < 1 {
 		t.Fatalf("sendid_consumer_recreated_total{consumer=%s} = %v", lane, got)
+	}
+}
+
+// A paused lane's consumer deleted: restored at once, not when the pause
+// ends (the deletion advisory reaches the paused lane).
+func TestPausedLaneConsumerRecreated(t *testing.T) {
+	t.Parallel()
+	m := worker.NewMetrics(prometheus.NewRegistry())
+	k := newKit(t, kitOptions{metrics: m,
+		keys: map[string]string{"default": "wrong"},
+		sim:  brazetest.Options{Workspaces: []brazetest.Workspace{{Key: "right"}}},
+	})
+	k.publish("sendid.jobs", job("c", "s1", "j1", "test.j1"))
+	waitUntil(t, "the lane paused for the configuration fault", 10*time.Second, func() bool {
+		for _, l := range k.w.Lanes() {
+			if l.PauseReason == "config_fault" {
+				return true
+			}
+		}
+		return false
+	})
+	lane := queue.LaneConsumer("default")
+	if err := k.js.DeleteConsumer(context.Background(), queue.Stream, lane); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the consumer recreated during the pause", 10*time.Second, func() bool {
+		_, err := k.js.Consumer(context.Background(), queue.Stream, lane)
+		return err == nil && counter(t, m.ConsumerRecreated.WithLabelValues(lane)) == 1
+	})
+	paused := false
+	for _, l := range k.w.Lanes() {
+		paused = paused || l.PauseReason == "config_fault"
+	}
+	if !paused {
+		t.Fatal("the restore ended the configuration-fault pause")
 	}
 }

@@ -146,10 +146,18 @@ func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	}
 	l.lastPause = reason
 	w.log.Log(lvl, "lane paused", zap.String("app_group", l.group), zap.String("reason", reason), zap.Time("until", until))
-	select {
-	case <-w.o.Clock.After(d):
-	case <-ctx.Done():
-	case <-l.resumeChan():
+	over := w.o.Clock.After(d)
+	for waiting := true; waiting; {
+		select {
+		case <-over:
+			waiting = false
+		case <-ctx.Done():
+			waiting = false
+		case <-l.resumeChan():
+			waiting = false
+		case why := <-w.laneLost(l.group): // consumers.go: restore it now, keep pausing
+			l.restore(ctx, why)
+		}
 	}
 	g.Set(0)
 	l.pmu.Lock()
