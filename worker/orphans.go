@@ -90,6 +90,10 @@ func (w *Worker) failOrphans(ctx context.Context, group string) OrphansReply {
 	if w.lane(group) != nil {
 		return OrphansReply{Error: fmt.Sprintf("app group %q is configured: its lane serves these jobs", group)}
 	}
+	// Another replica (a rolling update adding the group) may serve it.
+	if m, err := w.o.NC.Request(servesSubject(w.o.Subjects, group), nil, time.Second); err == nil {
+		return OrphansReply{Error: fmt.Sprintf("app group %q is configured on another replica (%s): its lane serves these jobs", group, m.Data)}
+	}
 	w.orphans.mu.Lock()
 	defer w.orphans.mu.Unlock()
 	n, err := queue.FailOrphans(ctx, w.o.JS, w.o.Subjects, w.o.Publisher, group, w.o.Clock.Now)
@@ -146,8 +150,30 @@ func (w *Worker) serveOrphans(ctx context.Context) (func(), error) {
 		_ = list.Unsubscribe()
 		return nil, err
 	}
-	return func() { _ = list.Unsubscribe(); _ = fail.Unsubscribe() }, nil
+	// Every replica answers for the groups it serves (and is silent for
+	// the others), so that no replica fails jobs another one would run.
+	serves, err := w.o.NC.Subscribe(servesSubject(s, "*"), func(m *nats.Msg) {
+		g := m.Subject[len(servesSubject(s, "")):]
+		if w.lane(g) != nil {
+			name := w.o.NC.Opts.Name
+			if name == "" {
+				name = "unnamed"
+			}
+			if err := m.Respond([]byte(name)); err != nil {
+				w.log.Debug("control reply failed", zap.Error(err))
+			}
+		}
+	})
+	if err != nil {
+		_ = list.Unsubscribe()
+		_ = fail.Unsubscribe()
+		return nil, err
+	}
+	return func() { _ = list.Unsubscribe(); _ = fail.Unsubscribe(); _ = serves.Unsubscribe() }, nil
 }
+
+// servesSubject is where replicas say whether they serve group.
+func servesSubject(s queue.Subjects, group string) string { return s.Prefix + ".ctl.serves." + group }
 
 // runContext is Run's context while the worker runs, else nil.
 func (w *Worker) runContext() context.Context {
