@@ -54,3 +54,16 @@ func checkAccount(ctx context.Context, cfg *config.Config, out io.Writer) error 
 	}
 	return nil
 }
+
+// logSetupFailure logs why the streams and buckets are not ready; app
+// groups that cannot fit the account's consumer limit get their own error
+// line with the numbers (the worker keeps retrying: the limit may be raised).
+func logSetupFailure(log *zap.Logger, attempt int, err error) {
+	var gl *queue.GroupLimitError
+	if errors.As(err, &gl) {
+		log.Error("app groups exceed the account's JetStream consumer limit; retrying", zap.Int("attempt", attempt),
+			zap.Int("app_groups", gl.Groups), zap.Int("consumers_needed", gl.Groups+1), zap.Int("consumers_allowed", gl.Allowed), zap.Error(err))
+		return
+	}
+	log.Warn("jetstream setup failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+}

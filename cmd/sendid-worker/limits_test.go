@@ -65,16 +65,25 @@ func TestAccountConsumerLimit(t *testing.T) {
 		t.Fatalf("-check-config with 10 groups: %v %q", err, out.String())
 	}
 
-	big := startDaemon(t, env(80))
+	bigEnv := env(80)
+	bigEnv["SENDID_HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	var log syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envMap(bigEnv), nil, &log) }()
+	big := &daemon{http: "http://" + bigEnv["SENDID_HTTP_ADDR"]}
 	waitFor(t, "/readyz naming the limit", 20*time.Second, func() bool {
 		code, body := big.body("/readyz")
 		return code == 503 && strings.Contains(body, "80 app groups") && strings.Contains(body, "allows 50")
 	})
-	big.cancel()
-	if err := <-big.done; err != nil {
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatalf("run with 80 groups: %v", err)
 	}
-	big.done <- nil // for the cleanup
+	if out := log.String(); !strings.Contains(out, "app groups exceed the account's JetStream consumer limit") ||
+		!strings.Contains(out, `"app_groups":80`) || !strings.Contains(out, `"consumers_allowed":50`) {
+		t.Fatalf("the log does not say why:\n%s", tail(out, 3000))
+	}
 
 	small := startDaemon(t, env(10))
 	waitFor(t, "ready with 10 groups", 30*time.Second, func() bool { return small.status("/readyz") == 200 })

@@ -272,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("jetstream setup failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		logSetupFailure(log, attempt, err) // checkconfig.go
 		select {
 		case <-ctx.Done():
 			return nil
