@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -53,6 +54,8 @@ type groupGauge struct {
 	haveBacklg bool
 	readAt     time.Time // last refresh; zero: never
 	dirty      bool      // re-read soon: the worker could not follow a change
+	opPaused   bool      // the lane consumer is paused by an operator (sendidctl pause) …
+	opUntil    time.Time // … until then
 }
 
 func (b *gaugeBoard) get(group string) *groupGauge {
@@ -205,6 +208,17 @@ func (w *Worker) QuotaGauges() []GroupGauges {
 // time, until ctx ends: never-read and dirty groups first, then the oldest,
 // so that each group is read about every gaugeRefreshEvery.
 func (w *Worker) refreshGauges(ctx context.Context) {
+	// sendidctl pause and resume wake the group's lanes on every replica:
+	// re-read its consumer at the next tick, for the operator pause gauge.
+	wake := w.o.Subjects.Prefix + ".ctl.wake."
+	sub, err := w.o.NC.Subscribe(wake+"*", func(m *nats.Msg) {
+		w.gauges.update(m.Subject[len(wake):], func(g *groupGauge) { g.dirty = true })
+	})
+	if err != nil {
+		w.log.Warn("operator pauses seen only at the periodic refresh", zap.Error(err))
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	for {
 		w.refreshSome(ctx)
 		select {
@@ -281,6 +295,7 @@ func (w *Worker) refreshGroup(ctx context.Context, group string) {
 		}
 		if ierr == nil {
 			g.backlog, g.haveBacklg = int(info.NumPending)+info.NumAckPending, true
+			g.opPaused, g.opUntil = info.Paused, w.o.Clock.Now().Add(info.PauseRemaining)
 		}
 	})
 	if uerr != nil || ierr != nil {
@@ -289,3 +304,13 @@ func (w *Worker) refreshGroup(ctx context.Context, group string) {
 }
 
 var _ quota.Ledger = gaugeLedger{}
+
+// operatorPaused reports, from memory, whether group's lane consumer is
+// paused by an operator now.
+func (w *Worker) operatorPaused(group string) bool {
+	now := w.o.Clock.Now()
+	w.gauges.mu.Lock()
+	defer w.gauges.mu.Unlock()
+	g, ok := w.gauges.groups[group]
+	return ok && g.opPaused && now.Before(g.opUntil)
+}

@@ -117,6 +117,7 @@ func setDefault[T int | time.Duration](v *T, d T) {
 }
 
 func (w *Worker) newLane(g Group) *lane {
+	w.o.Metrics.InitGroup(g.Name)
 	w.o.Policies.Set(g.Name, g.Policy)
 	w.o.Pacer.Set(g.Name, g.Policy)
 	return newLane(w, g)
@@ -200,6 +201,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("control subjects: %w", err)
 	}
 	defer stopControl()
+	defer w.observeOperatorPauses()()
 	defer w.watchDeletions()()
 	stopOrphans, err := w.serveOrphans(ctx) // orphans.go
 	if err != nil {

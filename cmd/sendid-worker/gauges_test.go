@@ -51,7 +51,7 @@ func TestMetricsAtThousandGroups(t *testing.T) {
 	})
 	t.Logf("all series after %s", time.Since(start))
 	for i := range n {
-		for _, series := range []string{"sendid_quota_cap", "sendid_quota_used", "sendid_quota_remaining", "sendid_quota_period_end_seconds", "sendid_backlog"} {
+		for _, series := range []string{"sendid_quota_cap", "sendid_quota_used", "sendid_quota_remaining", "sendid_quota_period_end_timestamp_seconds", "sendid_backlog"} {
 			if !strings.Contains(text, fmt.Sprintf("\n%s{app_group=\"g%03d\"} ", series, i)) {
 				t.Fatalf("no %s for g%03d", series, i)
 			}

@@ -54,13 +54,15 @@ var (
 	descCap       = prometheus.NewDesc("sendid_quota_cap", "Effective cap of the current quota period.", []string{"app_group"}, nil)
 	descUsed      = prometheus.NewDesc("sendid_quota_used", "Slots used in the current quota period.", []string{"app_group"}, nil)
 	descRemaining = prometheus.NewDesc("sendid_quota_remaining", "Slots left in the current quota period.", []string{"app_group"}, nil)
-	descReset     = prometheus.NewDesc("sendid_quota_period_end_seconds", "End of the current quota period (Unix seconds).", []string{"app_group"}, nil)
+	descReset     = prometheus.NewDesc("sendid_quota_period_end_timestamp_seconds", "End of the current quota period (Unix seconds).", []string{"app_group"}, nil)
 	descBacklog   = prometheus.NewDesc("sendid_backlog", "Admitted jobs waiting or in flight.", []string{"app_group"}, nil)
 )
 
 // quotaCollector reports the worker's quota and backlog gauges from
 // memory (worker.QuotaGauges): a scrape makes no NATS call, however many
-// groups there are.
+// groups there are. These gauges describe a whole app group, not this
+// replica, so only the replica that owns the group's lane exports them (see
+// exportsGroup): a sum over instances then counts each group once.
 type quotaCollector struct {
 	mu sync.Mutex
 	w  *worker.Worker
@@ -86,6 +88,9 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, g := range w.QuotaGauges() {
+		if !exportsGroup(w, g.Group) {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(g.Cap), g.Group)
 		ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(g.Used), g.Group)
 		ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, float64(g.Remaining), g.Group)
@@ -94,4 +99,12 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(g.Backlog), g.Group)
 		}
 	}
+}
+
+// exportsGroup reports whether this replica exports the group-wide gauges
+// of group: the replica that owns the group's lane. It is the one place
+// that decides it; until lanes report an owner, every replica owns every
+// group's lane and exports its gauges.
+func exportsGroup(w *worker.Worker, group string) bool {
+	return true
 }

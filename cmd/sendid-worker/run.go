@@ -248,6 +248,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
+	reg.MustRegister(readyGauge(ready))
 	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
 	if err != nil {
 		return err
