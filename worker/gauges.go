@@ -33,12 +33,15 @@ type GroupGauges struct {
 }
 
 // gaugeRefreshEvery is how often the refresh re-reads each group; a group
-// whose usage the worker cannot follow (after a ledger Sync) is re-read
-// within gaugeTick.
+// whose usage the worker cannot follow (after a ledger Sync) is re-read at
+// the next tick, at most once per gaugeMinInterval.
 const (
 	gaugeRefreshEvery = 30 * time.Second
 	gaugeTick         = 250 * time.Millisecond
 	gaugeMaxPerTick   = 64 // NATS round trips per tick are twice this, at most
+	// gaugeMinInterval spaces the re-reads of a busy group: every job's
+	// ledger Sync marks it dirty.
+	gaugeMinInterval = time.Second
 )
 
 // gaugeBoard holds the gauges of every group.
@@ -48,14 +51,14 @@ type gaugeBoard struct {
 }
 
 type groupGauge struct {
-	u          quota.Usage
-	haveUsage  bool
-	backlog    int
-	haveBacklg bool
-	readAt     time.Time // last refresh; zero: never
-	dirty      bool      // re-read soon: the worker could not follow a change
-	opPaused   bool      // the lane consumer is paused by an operator (sendidctl pause) …
-	opUntil    time.Time // … until then
+	u           quota.Usage
+	haveUsage   bool
+	backlog     int
+	haveBacklog bool
+	readAt      time.Time // last refresh; zero: never
+	dirty       bool      // re-read soon: the worker could not follow a change
+	opPaused    bool      // the lane consumer is paused by an operator (sendidctl pause) …
+	opUntil     time.Time // … until then
 }
 
 func (b *gaugeBoard) get(group string) *groupGauge {
@@ -96,12 +99,9 @@ func (l gaugeLedger) Reserve(ctx context.Context, group string) (quota.Slot, err
 			}
 		})
 	case errors.As(err, &ex):
-		l.board.update(group, func(g *groupGauge) {
-			if g.haveUsage && ex.Until.Before(g.u.PeriodEnd.Add(time.Nanosecond)) {
-				g.u.Remaining = 0
-			}
-			g.dirty = true
-		})
+		// Spent here or by another replica, or blocked by Braze: the ledger
+		// knows which.
+		l.board.update(group, func(g *groupGauge) { g.dirty = true })
 	}
 	return s, err
 }
@@ -140,7 +140,7 @@ func (l gaugeLedger) Usage(ctx context.Context, group string) (quota.Usage, erro
 // backlogMoved adds d to a group's backlog (an admission: +1, an answer: -1).
 func (b *gaugeBoard) backlogMoved(group string, d int) {
 	b.update(group, func(g *groupGauge) {
-		if g.haveBacklg {
+		if g.haveBacklog {
 			g.backlog = max(g.backlog+d, 0)
 		}
 	})
@@ -196,7 +196,7 @@ func (w *Worker) QuotaGauges() []GroupGauges {
 			}
 			g.dirty = true
 		}
-		if g.haveBacklg {
+		if g.haveBacklog {
 			gg.Backlog = g.backlog
 		}
 		out = append(out, gg)
@@ -245,7 +245,7 @@ func (w *Worker) refreshSome(ctx context.Context) {
 		switch {
 		case g.readAt.IsZero():
 			todo = append(todo, due{name, 0, g.readAt})
-		case g.dirty:
+		case g.dirty && now.Sub(g.readAt) >= gaugeMinInterval:
 			todo = append(todo, due{name, 1, g.readAt})
 		case now.Sub(g.readAt) >= gaugeRefreshEvery:
 			todo = append(todo, due{name, 2, g.readAt})
@@ -294,7 +294,7 @@ func (w *Worker) refreshGroup(ctx context.Context, group string) {
 			g.readAt, g.dirty = w.o.Clock.Now(), false
 		}
 		if ierr == nil {
-			g.backlog, g.haveBacklg = int(info.NumPending)+info.NumAckPending, true
+			g.backlog, g.haveBacklog = int(info.NumPending)+info.NumAckPending, true
 			g.opPaused, g.opUntil = info.Paused, w.o.Clock.Now().Add(info.PauseRemaining)
 		}
 	})
