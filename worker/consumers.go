@@ -192,11 +192,11 @@ func (w *Worker) watchDeletions() func() {
 			return
 		}
 		if g, ok := strings.CutPrefix(name, queue.LaneConsumer("")); ok {
-			select {
-			case w.laneLost(g) <- errConsumerDeletedAdvisory:
-			default:
-			}
 			if l := w.lane(g); l != nil {
+				select {
+				case w.laneLost(g) <- errConsumerDeletedAdvisory:
+				default:
+				}
 				l.poke()
 			}
 		}
