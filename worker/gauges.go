@@ -121,6 +121,14 @@ func (l gaugeLedger) Release(ctx context.Context, s quota.Slot) error {
 	return err
 }
 
+// Settle records a call's answer, which Braze's headers may correct: the
+// group is re-read at the next tick.
+func (l gaugeLedger) Settle(ctx context.Context, s quota.Slot, obs quota.Observation, uncertain bool) error {
+	err := l.Ledger.Settle(ctx, s, obs, uncertain)
+	l.board.update(s.Group, func(g *groupGauge) { g.dirty = true })
+	return err
+}
+
 // Sync may change the cap and the count in ways only the ledger knows: the
 // group is re-read at the next tick.
 func (l gaugeLedger) Sync(ctx context.Context, group string, obs quota.Observation) error {

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// scrapeRow is row h: how long a /metrics scrape takes with many app groups
+// scrapeRow is row i: how long a /metrics scrape takes with many app groups
 // (sz.backlogGroups: 1,000 in the reduced and full sizes), once every
 // group's quota series is there. The gauges come from memory, so the
 // scrape makes no NATS call.
@@ -36,13 +36,13 @@ func (b *bench) scrapeRow(ctx context.Context, sz sizes) error {
 	for {
 		text, _, err := get()
 		if err != nil {
-			return fmt.Errorf("row h: %w", err)
+			return fmt.Errorf("row i: %w", err)
 		}
 		if n := strings.Count(text, "\nsendid_quota_remaining{"); n == len(groups) {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("row h: not every group's series after 2 minutes")
+			return fmt.Errorf("row i: not every group's series after 2 minutes")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -50,16 +50,16 @@ func (b *bench) scrapeRow(ctx context.Context, sz sizes) error {
 	for range 50 {
 		text, d, err := get()
 		if err != nil {
-			return fmt.Errorf("row h: %w", err)
+			return fmt.Errorf("row i: %w", err)
 		}
 		if n := strings.Count(text, "\nsendid_quota_remaining{"); n != len(groups) {
-			return fmt.Errorf("row h: a scrape had %d of %d groups' series", n, len(groups))
+			return fmt.Errorf("row i: a scrape had %d of %d groups' series", n, len(groups))
 		}
 		took = append(took, d)
 	}
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	worst := took[len(took)-1]
-	b.add(fmt.Sprintf("h. /metrics scrape, %d app groups (50 scrapes)", len(groups)),
+	b.add(fmt.Sprintf("i. /metrics scrape, %d app groups (50 scrapes)", len(groups)),
 		fmt.Sprintf("median %s, max %s", ms(took[len(took)/2]), ms(worst)), "< 100 ms, every series", worst < 100*time.Millisecond)
 	return nil
 }
