@@ -404,7 +404,7 @@ func (c *Config) Validate(dev bool) error {
 	}
 	for _, u := range strings.Split(c.NATS.URL, ",") {
 		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
-			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", strings.TrimSpace(u))
+			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", redactUserInfo(c.NATS.URL, strings.TrimSpace(u)))
 		}
 	}
 	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {

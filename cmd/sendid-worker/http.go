@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,14 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/internal/ops"
-	"github.com/sendid/sendid/queue"
-	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/worker"
 )
 
@@ -62,22 +58,20 @@ var (
 	descBacklog   = prometheus.NewDesc("sendid_backlog", "Admitted jobs waiting or in flight.", []string{"app_group"}, nil)
 )
 
-// quotaCollector reads the ledger and the lane consumers at scrape time.
-// These gauges describe a whole app group, not this replica, so only the
-// replica that owns the group's lane exports them (see exportsGroup): a sum
-// over instances then counts each group once.
+// quotaCollector reports the worker's quota and backlog gauges from
+// memory (worker.QuotaGauges): a scrape makes no NATS call, however many
+// groups there are. These gauges describe a whole app group, not this
+// replica, so only the replica that owns the group's lane exports them (see
+// exportsGroup): a sum over instances then counts each group once.
 type quotaCollector struct {
-	mu       sync.Mutex
-	w        *worker.Worker
-	ledger   quota.Ledger
-	js       jetstream.JetStream
-	subjects queue.Subjects
+	mu sync.Mutex
+	w  *worker.Worker
 }
 
-func (c *quotaCollector) set(w *worker.Worker, l quota.Ledger, js jetstream.JetStream, s queue.Subjects) {
+func (c *quotaCollector) set(w *worker.Worker) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.w, c.ledger, c.js, c.subjects = w, l, js, s
+	c.w = w
 }
 
 func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -88,27 +82,21 @@ func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	w, ledger, js := c.w, c.ledger, c.js
+	w := c.w
 	c.mu.Unlock()
 	if w == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for _, g := range w.Groups() {
-		if !exportsGroup(w, g) {
+	for _, g := range w.QuotaGauges() {
+		if !exportsGroup(w, g.Group) {
 			continue
 		}
-		if u, err := ledger.Usage(ctx, g); err == nil {
-			ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(u.Cap), g)
-			ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(u.Used), g)
-			ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, float64(u.Remaining), g)
-			ch <- prometheus.MustNewConstMetric(descReset, prometheus.GaugeValue, float64(u.PeriodEnd.Unix()), g)
-		}
-		if cons, err := js.Consumer(ctx, queue.Stream, queue.LaneConsumer(g)); err == nil {
-			if info, err := cons.Info(ctx); err == nil {
-				ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(info.NumPending)+float64(info.NumAckPending), g)
-			}
+		ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(g.Cap), g.Group)
+		ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(g.Used), g.Group)
+		ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, float64(g.Remaining), g.Group)
+		ch <- prometheus.MustNewConstMetric(descReset, prometheus.GaugeValue, float64(g.PeriodEnd.Unix()), g.Group)
+		if g.Backlog >= 0 {
+			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(g.Backlog), g.Group)
 		}
 	}
 }

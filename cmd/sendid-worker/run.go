@@ -167,6 +167,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if err := checkGateway(f, cfg, keys, getenv); err != nil {
 			return err
 		}
+		if err := checkAccount(ctx, cfg, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
 		return nil
 	}
@@ -274,7 +277,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("jetstream setup failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		logSetupFailure(log, attempt, err) // checkconfig.go
 		select {
 		case <-ctx.Done():
 			return nil
@@ -300,7 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return err
 	}
 	wk.Store(w)
-	collector.set(w, ledger, js, subjects)
+	collector.set(w)
 	gw, err := startGateway(ctx, f, cfg, keys, getenv, nc, js, buckets, ledger, reg, log)
 	if err != nil {
 		return err
@@ -345,6 +348,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (que
 	if err := queue.EnsureStreams(sctx, js, queue.StreamSettings{
 		Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}, Replicas: cfg.Streams.Replicas,
 		DuplicateWindow: cfg.Streams.DuplicateWindow, Results: cfg.Streams.Results, ResultsMaxAge: cfg.Streams.ResultsMaxAge,
+		Groups: len(cfg.Groups()),
 	}); err != nil {
 		return queue.Buckets{}, err
 	}
@@ -477,16 +481,9 @@ func groupNames(cfg *config.Config) []string {
 	return out
 }
 
-func redact(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if pu, err := url.Parse(strings.TrimSpace(p)); err == nil && pu.User != nil {
-			pu.User = url.User("[redacted]")
-			parts[i] = pu.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// redact hides the user info of NATS URLs, also of those a URL parser
+// cannot read (a password holding '/' or '#').
+func redact(u string) string { return queue.RedactURL(u) }
 
 // startDevNATS runs an embedded JetStream server on the host and port of
 // the configured NATS URL, storing data under the dev folder.
