@@ -57,6 +57,10 @@ type Config struct {
 	ReplySubjects []string            `yaml:"reply_subjects"`
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
+	UI            UI                  `yaml:"ui"`
+	// AdminTokenFile holds the operators' admin token (or set
+	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // NATS is the connection to the NATS servers.
@@ -140,6 +144,7 @@ func Default() *Config {
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
 		Dev: Dev{DataDir: "./sendid-dev-data"},
+		UI:  UI{Enabled: true},
 	}
 }
 
@@ -159,7 +164,7 @@ var EnvNames = []string{
 	"SENDID_CONFIG", "SENDID_NATS_URL", "SENDID_BRAZE_URL", "SENDID_BRAZE_API_KEY", "SENDID_BRAZE_API_KEY_FILE",
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
-	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_SHUTDOWN_TIMEOUT", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the

@@ -8,27 +8,62 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
+	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/internal/ops"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
+// operatorPage builds the /ui handler (nil when ui.enabled is false). The
+// worker and its groups arrive later through wk.
+func operatorPage(cfg *config.Config, adminToken config.Secret, nc *nats.Conn, js jetstream.JetStream, wk *atomic.Pointer[worker.Worker], recent *ui.Recent, log *zap.Logger) http.Handler {
+	if !cfg.UI.Enabled {
+		return nil
+	}
+	if cfg.UI.Actions && adminToken.IsZero() {
+		log.Warn("ui.actions is on but no admin token is set: the page shows no actions")
+	}
+	return ui.Handler(ui.Options{
+		Source: func() ui.Source {
+			if w := wk.Load(); w != nil {
+				return w
+			}
+			return nil
+		},
+		Ops:     &ui.NATSOperations{NC: nc, JS: js, Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}},
+		Recent:  recent,
+		Actions: cfg.UI.Actions, AdminToken: adminToken,
+		Log: log.Named("ui"),
+	})
+}
+
 // serveHTTP serves /metrics, /healthz, /readyz, /loglevel (and pprof when
 // asked) until Shutdown. done closes when the server has stopped.
-func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
+func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, page http.Handler, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: ops.Handler(reg, level, ready, withPprof), ReadHeaderTimeout: 5 * time.Second}
+	h := ops.Handler(reg, level, ready, withPprof)
+	if page != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle(ui.Path, page)
+		mux.Handle(ui.Path+"/", page)
+		h = mux
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -29,6 +29,7 @@ import (
 	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
@@ -224,7 +225,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
-	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
+	adminToken, err := cfg.AdminToken(getenv)
+	if err != nil {
+		return err
+	}
+	recent := ui.NewRecent(func(g string) bool { w := wk.Load(); return w != nil && w.HasGroup(g) })
+	page := operatorPage(cfg, adminToken, nc, js, &wk, recent, log)
+	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, page, log)
 	if err != nil {
 		return err
 	}
@@ -260,10 +267,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	pols := quota.NewPolicies(log.Named("quota"))
 	clock := quota.SystemClock{}
 	ledger := quota.NewKV(buckets.Ledger, pols, clock)
+	publisher := queue.NewPublisher(nc, js, subjects, cfg.Streams.Results)
+	publisher.OnResult(recent.Add)
 	w, err := worker.New(worker.Options{
 		NC: nc, JS: js, Subjects: subjects,
 		Records:   queue.NewRecords(buckets.Jobs, buckets.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subjects, cfg.Streams.Results),
+		Publisher: publisher,
 		Ledger:    ledger, Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock,
 		Log: log, Metrics: metrics,
 		MaxJobBytes: cfg.MaxJobBytes, MaxAttempts: cfg.Braze.MaxAttempts, CallTimeout: cfg.Braze.Timeout,
@@ -285,7 +294,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	log.Info("sendid-worker started", zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
-		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, cfg.HTTPAddr, cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, cfg.HTTPAddr, cfg.HTTPAddr, cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
 	}
 	runErr := w.Run(ctx)
 	stopping.Store(true)
@@ -498,6 +507,7 @@ const devBanner = `
     NATS (JetStream)  %s
     Braze simulator   %s
     metrics, health   http://%s/metrics  /readyz
+    operator page     http://%s/ui
 
   Submit a job and read its result with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):
