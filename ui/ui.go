@@ -328,7 +328,7 @@ func (h *handler) rows(st []worker.GroupStatus) []row {
 	return out
 }
 
-// countdown prints d as "3h12m", "45s" or "now".
+// countdown prints d as "in 3h12m", "in 45s" or "now".
 func countdown(d time.Duration) string {
 	if d <= 0 {
 		return "now"
@@ -343,7 +343,7 @@ func countdown(d time.Duration) string {
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
 	}
-	return s
+	return "in " + s
 }
 
 type page struct {
@@ -477,7 +477,7 @@ func (h *handler) render(w http.ResponseWriter, status int, name string, p page)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'none'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Referrer-Policy", "same-origin") // "no-referrer" makes browsers send Origin: null on form posts
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(b.String()))

@@ -68,7 +68,10 @@ func (o *fakeOps) Pause(_ context.Context, group string, until time.Time) error 
 	o.record("pause " + group + " " + until.UTC().Format(time.RFC3339))
 	return nil
 }
-func (o *fakeOps) Resume(_ context.Context, group string) error { o.record("resume " + group); return nil }
+func (o *fakeOps) Resume(_ context.Context, group string) error {
+	o.record("resume " + group)
+	return nil
+}
 func (o *fakeOps) Replay(_ context.Context, group string, seq uint64) error {
 	for _, d := range o.dead {
 		if d.Group == group && d.Seq == seq {
