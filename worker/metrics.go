@@ -42,7 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "NATS, stream or KV errors that made a job wait, by stage."}, []string{"stage"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, m.Paused, m.ConfigFaults, m.InfraFailures)
+		reg.MustRegister(m.Collectors()...)
 	}
 	return m
+}
+
+// Collectors lists every collector of m.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, m.Paused, m.ConfigFaults, m.InfraFailures}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
@@ -75,7 +76,16 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	return srv, done, nil
 }
 
-func registerBuildInfo(reg prometheus.Registerer) {
+// metricSet is every collector of sendid's own metrics (the Go and process
+// collectors come on top in registry). The Grafana dashboard and the alert
+// rules are checked against it.
+type metricSet struct {
+	worker *worker.Metrics
+	quota  *quotaCollector
+	extra  []prometheus.Collector // build info, NATS connection
+}
+
+func newMetricSet(connected func() bool) *metricSet {
 	version, goVersion := braze.Version, ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -83,10 +93,30 @@ func registerBuildInfo(reg prometheus.Registerer) {
 			version = bi.Main.Version
 		}
 	}
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion}})
-	g.Set(1)
-	reg.MustRegister(g)
+	info.Set(1)
+	conn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
+		func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		})
+	return &metricSet{worker: worker.NewMetrics(nil), quota: &quotaCollector{}, extra: []prometheus.Collector{info, conn}}
+}
+
+// collectors lists sendid's own collectors.
+func (s *metricSet) collectors() []prometheus.Collector {
+	return append(append(s.worker.Collectors(), s.quota), s.extra...)
+}
+
+// registry registers every collector, with Go's and the process's.
+func (s *metricSet) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.collectors()...)
+	return reg
 }
 
 var (

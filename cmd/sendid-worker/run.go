@@ -19,8 +19,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -189,25 +187,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
-	registerBuildInfo(reg)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
-		func() float64 {
-			if nc.IsConnected() {
-				return 1
-			}
-			return 0
-		}))
+	ms := newMetricSet(nc.IsConnected)
+	reg := ms.registry()
+	metrics, collector := ms.worker, ms.quota
 
 	var (
-		wk        atomic.Pointer[worker.Worker]
-		setupErr  atomic.Pointer[string]
-		stopping  atomic.Bool
-		collector = &quotaCollector{}
+		wk       atomic.Pointer[worker.Worker]
+		setupErr atomic.Pointer[string]
+		stopping atomic.Bool
 	)
-	reg.MustRegister(collector)
 	notReady := "starting"
 	setupErr.Store(&notReady)
 	ready := func() error {
