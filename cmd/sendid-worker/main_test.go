@@ -284,7 +284,7 @@ func (s *syncBuffer) String() string {
 // for the keys.
 func TestSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
-	const wrong, right = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210"
+	const wrong, right, admin = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210", "adm-SECRET-0123456789abcdef"
 	ns := natstest.Start(t)
 	// (A server echoing the key back is covered by braze's TestKeyNeverPrinted.)
 	sim := brazetest.NewServer(brazetest.Options{Workspaces: []brazetest.Workspace{{Key: right}}})
@@ -294,7 +294,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
-		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
+		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), "SENDID_ADMIN_TOKEN": admin}
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
@@ -314,7 +314,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	var scraped strings.Builder
-	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz"} {
+	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz", "/ui", "/ui/groups/default", "/ui/groups/nosuch"} {
 		resp, err := http.Get(d.http + p)
 		if err != nil {
 			t.Fatal(err)
@@ -334,7 +334,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(out.String(), "BRAZE REJECTED THE CONFIGURATION") || !strings.Contains(out.String(), "configuration reloaded") {
 		t.Fatalf("the run did not go through the 401 and the reload:\n%s", tail(out.String(), 3000))
 	}
-	for _, k := range []string{wrong, right, wrong[3:], right[3:]} {
+	if !strings.Contains(scraped.String(), `data-group="default"`) {
+		t.Fatal("the operator page was not scraped")
+	}
+	for _, k := range []string{wrong, right, wrong[3:], right[3:], admin, admin[4:]} {
 		if strings.Contains(all, k) {
 			t.Fatalf("secret %q printed", k)
 		}
