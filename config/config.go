@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -169,46 +170,86 @@ var EnvNames = []string{
 
 // Load applies defaults, then the YAML file at path (if any), then the
 // SENDID_* variables read through getenv.
+//
+// A *Error lists every problem of the file and the variables. When the
+// returned Config is not nil alongside it, it holds everything that did
+// decode, so that a caller can validate the rest and report all problems in
+// one pass (see Problems).
 func Load(path string, getenv func(string) string) (*Config, error) {
 	c := Default()
+	var problems []string
 	if path != "" {
-		f, err := os.Open(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, &Error{Problems: []string{err.Error()}}
 		}
-		defer f.Close()
-		if err := c.decode(f); err != nil {
+		p, err := c.decode(data)
+		if err != nil {
 			return nil, &Error{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
 		}
+		problems = append(problems, p...)
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c.withEnv(problems, getenv)
 }
 
 // Parse is Load for YAML already in memory (tests, fuzzing).
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	c := Default()
-	if err := c.decode(bytes.NewReader(data)); err != nil {
+	problems, err := c.decode(data)
+	if err != nil {
 		return nil, &Error{Problems: []string{err.Error()}}
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
+	return c.withEnv(problems, getenv)
+}
+
+func (c *Config) withEnv(problems []string, getenv func(string) string) (*Config, error) {
+	problems = append(problems, Problems(c.applyEnv(getenv))...)
+	if len(problems) > 0 {
+		return c, &Error{Problems: problems}
 	}
 	return c, nil
 }
 
-func (c *Config) decode(r io.Reader) error {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+// Problems lists the problems of err: those of a *Error, else err itself
+// (nil: none).
+func Problems(err error) []string {
+	var ce *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return ce.Problems
 	}
-	return nil
+	return []string{err.Error()}
 }
 
-// applyEnv reads the SENDID_* variables of ARCHITECTURE.md §5.
+// decode reads YAML into c. Problems with keys and values come back in the
+// configuration's words (c keeps its defaults there); err is YAML that
+// cannot be parsed at all.
+func (c *Config) decode(data []byte) (problems []string, err error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if doc.Kind == 0 {
+		return nil, nil // empty file
+	}
+	problems = checkYAML(&doc, reflect.TypeFor[Config]())
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	derr := dec.Decode(c) // decodes what it can past a bad value
+	if len(problems) == 0 && derr != nil && !errors.Is(derr, io.EOF) {
+		// Something checkYAML does not know of: yaml's own words.
+		var te *yaml.TypeError
+		if errors.As(derr, &te) {
+			return te.Errors, nil
+		}
+		return []string{derr.Error()}, nil
+	}
+	return problems, nil
+}
+
+// applyEnv reads the SENDID_* variables (README: Configuration).
 func (c *Config) applyEnv(getenv func(string) string) error {
 	var problems []string
 	str := func(name string, dst *string) {

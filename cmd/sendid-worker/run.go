@@ -25,6 +25,7 @@ import (
 	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/config"
+	"github.com/sendid/sendid/internal/version"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/ui"
@@ -37,7 +38,9 @@ type flags struct {
 	dev         bool
 	checkConfig bool
 	pprof       bool
+	version     bool
 	set         map[string]string // config flag name → value, only those given
+	usage       string            // the flags' help, for -h
 }
 
 func parseFlags(args []string, getenv func(string) string) (flags, error) {
@@ -47,6 +50,7 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	fs.BoolVar(&f.dev, "dev", false, "embedded NATS server and Braze simulator: runs with nothing else installed")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof on the HTTP address")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	names := []struct{ name, help string }{
 		{"nats-url", "NATS servers (env SENDID_NATS_URL)"},
 		{"braze-url", "Braze REST endpoint (env SENDID_BRAZE_URL)"},
@@ -59,8 +63,13 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	for _, n := range names {
 		vals[n.name] = fs.String(n.name, "", n.help)
 	}
+	f.usage = flagUsage(fs)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return f, fmt.Errorf("%w: %v", errUsage, err)
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: %v (sendid-worker -h lists the flags)", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -74,15 +83,18 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	return f, nil
 }
 
-// loadConfig is defaults < file < env < flags, then Validate and the keys.
+// loadConfig is defaults < file < env < flags, then Validate, the files the
+// configuration names and the keys: every problem in one error.
 func loadConfig(f flags, getenv func(string) string) (*config.Config, map[string]config.Secret, error) {
 	cfg, err := config.Load(f.configPath, getenv)
-	if err != nil {
+	if cfg == nil {
 		return nil, nil, err
 	}
+	problems := config.Problems(err)
 	if f.dev && getenv("SENDID_LOG_FORMAT") == "" {
 		cfg.Log.Format = "console"
 	}
+	devLoopback(f, cfg, getenv)
 	for name, v := range f.set {
 		switch name {
 		case "nats-url":
@@ -99,12 +111,12 @@ func loadConfig(f flags, getenv func(string) string) (*config.Config, map[string
 			cfg.Dev.DataDir = v
 		}
 	}
-	if err := cfg.Validate(f.dev); err != nil {
-		return nil, nil, err
-	}
+	problems = append(problems, config.Problems(cfg.Validate(f.dev))...)
+	problems = append(problems, cfg.CheckFiles()...)
 	keys, err := cfg.LoadKeys(getenv, f.dev)
-	if err != nil {
-		return nil, nil, err
+	problems = append(problems, config.Problems(err)...)
+	if len(problems) > 0 {
+		return nil, nil, &config.Error{Problems: problems}
 	}
 	return cfg, keys, nil
 }
@@ -116,6 +128,7 @@ func newLogger(cfg *config.Config, out io.Writer) (*zap.Logger, zap.AtomicLevel,
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder // "2s", not 2.000000
 	var enc zapcore.Encoder
 	if cfg.Log.Format == "console" {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
@@ -130,8 +143,16 @@ func newLogger(cfg *config.Config, out io.Writer) (*zap.Logger, zap.AtomicLevel,
 
 func run(ctx context.Context, args []string, getenv func(string) string, hup <-chan os.Signal, stdout io.Writer) error {
 	f, err := parseFlags(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, f.usage)
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "sendid-worker %s (%s)\n", version.String(), version.Go())
+		return nil
 	}
 	cfg, keys, err := loadConfig(f, getenv)
 	if err != nil {
@@ -219,6 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	}
 	recent := ui.NewRecent(func(g string) bool { w := wk.Load(); return w != nil && w.HasGroup(g) })
 	page := operatorPage(cfg, adminToken, nc, js, &wk, recent, log)
+	reg.MustRegister(readyGauge(ready))
 	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, page, log)
 	if err != nil {
 		return err
@@ -279,10 +301,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	defer stopReload()
 	wg.Go(func() { watchReload(reloadCtx, f, getenv, hup, w, simURL, log) })
 
-	log.Info("sendid-worker started", zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
+	wg.Go(func() { logShutdown(ctx, reloadCtx, cfg.Shutdown, log) })
+	log.Info("sendid-worker started", zap.String("version", version.String()), zap.String("go", version.Go()),
+		zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
-		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, cfg.HTTPAddr, cfg.HTTPAddr, cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
 	}
 	runErr := w.Run(ctx)
 	stopping.Store(true)
@@ -453,6 +477,9 @@ func startDevNATS(cfg *config.Config, log *zap.Logger) (*server.Server, error) {
 			return nil, &config.Error{Problems: []string{"nats.url: bad port " + p}}
 		}
 	}
+	if err := portFree(host, port); err != nil {
+		return nil, err
+	}
 	dir, err := filepath.Abs(filepath.Join(cfg.Dev.DataDir, "nats"))
 	if err != nil {
 		return nil, err
@@ -494,8 +521,8 @@ const devBanner = `
   sendid-worker is running in -dev mode
     NATS (JetStream)  %s
     Braze simulator   %s
-    metrics, health   http://%s/metrics  /readyz
-    operator page     http://%s/ui
+    metrics, health   %s/metrics  /readyz
+    operator page     %s/ui
 
   Submit a job and read its result with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):
