@@ -58,6 +58,7 @@ type Config struct {
 	ReplySubjects []string            `yaml:"reply_subjects"`
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
+	Gateway       Gateway             `yaml:"gateway"` // the Braze-compatible HTTP front door (config/gateway.go)
 	UI            UI                  `yaml:"ui"`
 	// AdminTokenFile holds the operators' admin token (or set
 	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
@@ -118,6 +119,9 @@ type Streams struct {
 // Dev configures -dev mode.
 type Dev struct {
 	DataDir string `yaml:"data_dir"` // "./sendid-dev-data"
+	// GatewayTLSAddr is where -dev serves the gateway over HTTPS with a
+	// self-signed certificate kept in the data folder.
+	GatewayTLSAddr string `yaml:"gateway_tls_addr"` // "127.0.0.1:8443"
 }
 
 // AppGroup is one Braze workspace.
@@ -128,6 +132,10 @@ type AppGroup struct {
 	DailyCap   *int   `yaml:"daily_cap"`    // 100
 	Burst      *int   `yaml:"burst"`        // 10
 	Timezone   string `yaml:"timezone"`     // "UTC"
+	// Gateway tokens authenticate HTTP callers as this group besides its
+	// API key, for producers that should not hold the Braze key.
+	GatewayTokensFile string `yaml:"gateway_tokens_file"` // none: one token per line
+	GatewayTokensEnv  string `yaml:"gateway_tokens_env"`  // none: tokens separated by commas
 }
 
 // Default returns the configuration with every default applied.
@@ -144,8 +152,9 @@ func Default() *Config {
 		Shutdown:      25 * time.Second,
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
-		Dev: Dev{DataDir: "./sendid-dev-data"},
-		UI:  UI{Enabled: true},
+		Dev:     Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
+		Gateway: defaultGateway(),
+		UI:      UI{Enabled: true},
 	}
 }
 
@@ -165,7 +174,8 @@ var EnvNames = []string{
 	"SENDID_CONFIG", "SENDID_NATS_URL", "SENDID_BRAZE_URL", "SENDID_BRAZE_API_KEY", "SENDID_BRAZE_API_KEY_FILE",
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
-	"SENDID_SHUTDOWN_TIMEOUT", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
+	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_GATEWAY_ADDR", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -292,6 +302,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	str("SENDID_GATEWAY_ADDR", &c.Gateway.Addr)
 
 	// The default group: present unless the file lists groups without it
 	// and no SENDID_* variable for it is set.
@@ -437,6 +448,7 @@ func (c *Config) Validate(dev bool) error {
 			add("reply_subjects[%d]: %q is not a NATS subject pattern", i, pat)
 		}
 	}
+	c.validateGateway(add)
 	if len(c.AppGroups) == 0 {
 		add("app_groups: at least one app group is required")
 	}
@@ -509,7 +521,7 @@ func (c *Config) LoadKeys(getenv func(string) string, dev bool) (map[string]Secr
 		}
 		if v == "" {
 			if dev {
-				v = "dev-key"
+				v = DevKey
 			} else {
 				p = append(p, fmt.Sprintf("app_groups.%s: no API key (set %s)", g.Name, keySource(g)))
 				continue

@@ -75,8 +75,25 @@ var KeyDocs = map[string]KeyDoc{
 	"app_groups.<name>.burst":        {Env: "SENDID_BURST (group `default`)", Default: "`10`", Doc: "Pacer burst: calls allowed back to back before pacing at cap / period."},
 	"app_groups.<name>.timezone":     {Env: "SENDID_TIMEZONE (group `default`)", Default: "`UTC`", Doc: "IANA time zone in which the group's periods start at midnight."},
 
+	"app_groups.<name>.gateway_tokens_file": {Doc: "File of gateway tokens (one per line; blank lines and `#` comments skipped) that authenticate HTTP callers as this group besides its API key; re-read when it changes and on SIGHUP."},
+	"app_groups.<name>.gateway_tokens_env":  {Doc: "Environment variable holding gateway tokens (separated by commas or white space); an alternative to `gateway_tokens_file`."},
+
 	"dev":          {Doc: "`-dev` mode."},
 	"dev.data_dir": {Doc: "Data folder of `-dev`'s embedded NATS server (flag `-dev-dir`)."},
+
+	"dev.gateway_tls_addr": {Doc: "Where `-dev` serves the gateway over HTTPS, with a self-signed certificate generated into the data folder."},
+
+	"gateway":                     {Doc: "The Braze-compatible HTTP front door: Braze's `POST /sends/id/create`, unchanged, becomes a job (README: \"Already calling Braze directly?\")."},
+	"gateway.addr":                {Env: "SENDID_GATEWAY_ADDR", Default: "— (off; `127.0.0.1:8081` in `-dev`)", Doc: "Listen address of the gateway."},
+	"gateway.tls":                 {Doc: "TLS of the gateway listener: on when both files are set."},
+	"gateway.tls.cert_file":       {Doc: "PEM server certificate (goes with `key_file`)."},
+	"gateway.tls.key_file":        {Doc: "PEM server key (goes with `cert_file`)."},
+	"gateway.wait":                {Doc: "How long a request waits for its job's result before the answer is `202 queued`; a request may ask for `0s` … `60s` with `X-Sendid-Wait`."},
+	"gateway.max_waiting":         {Doc: "Requests waiting at once; beyond it `503` with `Retry-After`."},
+	"gateway.read_header_timeout": {Doc: "Time limit for a request's headers."},
+	"gateway.read_timeout":        {Doc: "Time limit for a whole request, body included."},
+	"gateway.write_timeout":       {Doc: "Time limit for an answer; must exceed `wait` (`X-Sendid-Wait` is capped 1s below it)."},
+	"gateway.idle_timeout":        {Doc: "How long an idle keep-alive connection stays open."},
 }
 
 // Reference renders docs/configuration.md: every key of Config with its

@@ -25,6 +25,7 @@ import (
 	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/config"
+	"github.com/sendid/sendid/gateway"
 	"github.com/sendid/sendid/internal/version"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
@@ -162,6 +163,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if _, err := buildGroups(cfg, keys, "", zap.NewNop()); err != nil {
 			return err
 		}
+		if err := checkGateway(f, cfg, keys, getenv); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
 		return nil
 	}
@@ -294,12 +298,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	}
 	wk.Store(w)
 	collector.set(w, ledger, js, subjects)
+	gw, err := startGateway(ctx, f, cfg, keys, getenv, nc, js, buckets, ledger, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopGateway(gw)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	wg.Go(func() { watchReload(reloadCtx, f, getenv, hup, w, simURL, log) })
+	wg.Go(func() { watchReload(reloadCtx, f, getenv, hup, w, gw, simURL, log) })
 
 	wg.Go(func() { logShutdown(ctx, reloadCtx, cfg.Shutdown, log) })
 	log.Info("sendid-worker started", zap.String("version", version.String()), zap.String("go", version.Go()),
@@ -307,10 +316,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
 		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		printGatewayBanner(stdout, gw, keys)
 	}
 	runErr := w.Run(ctx)
 	stopping.Store(true)
 	stopReload()
+	stopGateway(gw) // a producer: stopped before the connection drains
 	if runErr != nil {
 		return fmt.Errorf("worker: %w", runErr)
 	}
@@ -379,7 +390,7 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 // watchReload re-reads configuration and keys on SIGHUP and when a key
 // file changes, and applies them without dropping a job. Between reloads it
 // only stats the key files it knows of.
-func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <-chan os.Signal, w *worker.Worker, simURL string, log *zap.Logger) {
+func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <-chan os.Signal, w *worker.Worker, gw *gateway.Gateway, simURL string, log *zap.Logger) {
 	files := keyFiles(f, getenv)
 	stamp := stamps(files)
 	tick := time.NewTicker(2 * time.Second)
@@ -409,6 +420,9 @@ func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <
 		if err == nil {
 			err = w.Reload(groups)
 		}
+		if err == nil {
+			err = reloadGateway(gw, cfg, keys, getenv)
+		}
 		if err != nil {
 			log.Error("reload failed", zap.String("trigger", why), zap.Error(err))
 			continue
@@ -427,6 +441,9 @@ func keyFiles(f flags, getenv func(string) string) []string {
 	for _, g := range cfg.Groups() {
 		if g.APIKeyFile != "" {
 			out = append(out, g.APIKeyFile)
+		}
+		if t := cfg.AppGroups[g.Name].GatewayTokensFile; t != "" {
+			out = append(out, t)
 		}
 	}
 	return out
