@@ -59,6 +59,10 @@ type Config struct {
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
 	Gateway       Gateway             `yaml:"gateway"` // the Braze-compatible HTTP front door (config/gateway.go)
+	UI            UI                  `yaml:"ui"`
+	// AdminTokenFile holds the operators' admin token (or set
+	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // NATS is the connection to the NATS servers.
@@ -159,6 +163,7 @@ func Default() *Config {
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
 		Dev:     Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
 		Gateway: defaultGateway(),
+		UI:      UI{Enabled: true},
 	}
 }
 
@@ -180,7 +185,7 @@ var EnvNames = []string{
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
 	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
-	"SENDID_GATEWAY_ADDR",
+	"SENDID_GATEWAY_ADDR", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the

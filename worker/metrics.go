@@ -67,8 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.InfraFailures.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures)
-		reg.MustRegister(m.InDoubt, m.ConsumerRecreated, m.Orphaned)
+		reg.MustRegister(m.Collectors()...)
 	}
 	return m
 }
@@ -126,4 +125,10 @@ func (c pausedCollector) Collect(ch chan<- prometheus.Metric) {
 		(*f)()
 	}
 	c.m.Paused.Collect(ch)
+}
+
+// Collectors lists every collector of m.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures,
+		m.InDoubt, m.ConsumerRecreated, m.Orphaned}
 }

@@ -138,6 +138,9 @@ func (w *Worker) lane(group string) *lane {
 	return w.lanes[group]
 }
 
+// HasGroup reports whether group is configured.
+func (w *Worker) HasGroup(group string) bool { return w.lane(group) != nil }
+
 // Groups lists the configured app groups.
 func (w *Worker) Groups() []string {
 	w.mu.RLock()

@@ -7,24 +7,62 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
+	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/internal/ops"
+	"github.com/sendid/sendid/queue"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
+// operatorPage builds the /ui handler (nil when ui.enabled is false). The
+// worker and its groups arrive later through wk.
+func operatorPage(cfg *config.Config, adminToken config.Secret, nc *nats.Conn, js jetstream.JetStream, wk *atomic.Pointer[worker.Worker], recent *ui.Recent, log *zap.Logger) http.Handler {
+	if !cfg.UI.Enabled {
+		return nil
+	}
+	if cfg.UI.Actions && adminToken.IsZero() {
+		log.Warn("ui.actions is on but no admin token is set: the page shows no actions")
+	}
+	return ui.Handler(ui.Options{
+		Source: func() ui.Source {
+			if w := wk.Load(); w != nil {
+				return w
+			}
+			return nil
+		},
+		Ops:     &ui.NATSOperations{NC: nc, JS: js, Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}},
+		Recent:  recent,
+		Actions: cfg.UI.Actions, AdminToken: adminToken,
+		Log: log.Named("ui"),
+	})
+}
+
 // serveHTTP serves /metrics, /healthz, /readyz, /loglevel (and pprof when
 // asked) until Shutdown. done closes when the server has stopped.
-func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
+func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, page http.Handler, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log), ReadHeaderTimeout: 5 * time.Second}
+	h := logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log)
+	if page != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle(ui.Path, page)
+		mux.Handle(ui.Path+"/", page)
+		h = mux
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -36,7 +74,16 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	return srv, done, nil
 }
 
-func registerBuildInfo(reg prometheus.Registerer) {
+// metricSet is every collector of sendid's own metrics (the Go and process
+// collectors come on top in registry). The Grafana dashboard and the alert
+// rules are checked against it.
+type metricSet struct {
+	worker *worker.Metrics
+	quota  *quotaCollector
+	extra  []prometheus.Collector // build info, NATS connection
+}
+
+func newMetricSet(connected func() bool) *metricSet {
 	version, goVersion := braze.Version, ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -44,10 +91,30 @@ func registerBuildInfo(reg prometheus.Registerer) {
 			version = bi.Main.Version
 		}
 	}
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion}})
-	g.Set(1)
-	reg.MustRegister(g)
+	info.Set(1)
+	conn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
+		func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		})
+	return &metricSet{worker: worker.NewMetrics(nil), quota: &quotaCollector{}, extra: []prometheus.Collector{info, conn}}
+}
+
+// collectors lists sendid's own collectors.
+func (s *metricSet) collectors() []prometheus.Collector {
+	return append(append(s.worker.Collectors(), s.quota), s.extra...)
+}
+
+// registry registers every collector, with Go's and the process's.
+func (s *metricSet) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.collectors()...)
+	return reg
 }
 
 var (

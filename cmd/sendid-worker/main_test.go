@@ -285,7 +285,7 @@ func (s *syncBuffer) String() string {
 // -check-config output for the keys and tokens.
 func TestSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
-	const wrong, right = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210"
+	const wrong, right, admin = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210", "adm-SECRET-0123456789abcdef"
 	ns := natstest.Start(t)
 	// (A server echoing the key back is covered by braze's TestKeyNeverPrinted.)
 	sim := brazetest.NewServer(brazetest.Options{Workspaces: []brazetest.Workspace{{Key: right}}})
@@ -301,7 +301,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	env := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
 		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)),
-		"SENDID_CONFIG": cfgFile, "TEST_GATEWAY_TOKENS": gwToken, "SENDID_GATEWAY_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
+		"SENDID_CONFIG": cfgFile, "TEST_GATEWAY_TOKENS": gwToken, "SENDID_GATEWAY_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), "SENDID_ADMIN_TOKEN": admin}
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
@@ -349,7 +349,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	hup <- syscall.SIGHUP
 	time.Sleep(200 * time.Millisecond)
 
-	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz"} {
+	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz", "/ui", "/ui/groups/default", "/ui/groups/nosuch"} {
 		resp, err := http.Get(d.http + p)
 		if err != nil {
 			t.Fatal(err)
@@ -372,7 +372,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(out.String(), "gateway listening") {
 		t.Fatalf("the gateway did not run:\n%s", tail(out.String(), 3000))
 	}
-	for _, k := range []string{wrong, right, wrong[3:], right[3:], gwToken, gwToken[6:], unknownToken, unknownToken[3:]} {
+	if !strings.Contains(scraped.String(), `data-group="default"`) {
+		t.Fatal("the operator page was not scraped")
+	}
+	for _, k := range []string{wrong, right, wrong[3:], right[3:], gwToken, gwToken[6:], unknownToken, unknownToken[3:], admin, admin[4:]} {
 		if strings.Contains(all, k) {
 			t.Fatalf("secret %q printed", k)
 		}

@@ -19,8 +19,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/sendid/sendid/internal/version"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
@@ -216,25 +215,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
-	registerBuildInfo(reg)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
-		func() float64 {
-			if nc.IsConnected() {
-				return 1
-			}
-			return 0
-		}))
+	ms := newMetricSet(nc.IsConnected)
+	reg := ms.registry()
+	metrics, collector := ms.worker, ms.quota
 
 	var (
-		wk        atomic.Pointer[worker.Worker]
-		setupErr  atomic.Pointer[string]
-		stopping  atomic.Bool
-		collector = &quotaCollector{}
+		wk       atomic.Pointer[worker.Worker]
+		setupErr atomic.Pointer[string]
+		stopping atomic.Bool
 	)
-	reg.MustRegister(collector)
 	notReady := "starting"
 	setupErr.Store(&notReady)
 	ready := func() error {
@@ -252,8 +241,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
+	adminToken, err := cfg.AdminToken(getenv)
+	if err != nil {
+		return err
+	}
+	recent := ui.NewRecent(func(g string) bool { w := wk.Load(); return w != nil && w.HasGroup(g) })
+	page := operatorPage(cfg, adminToken, nc, js, &wk, recent, log)
 	reg.MustRegister(readyGauge(ready))
-	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
+	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, page, log)
 	if err != nil {
 		return err
 	}
@@ -289,10 +284,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	clock := quota.SystemClock{}
 	pols := quota.NewPolicies(log.Named("quota")).UseClock(clock)
 	ledger := quota.NewKV(buckets.Ledger, pols, clock)
+	publisher := queue.NewPublisher(nc, js, subjects, cfg.Streams.Results)
+	publisher.OnResult(recent.Add)
 	w, err := worker.New(worker.Options{
 		NC: nc, JS: js, Subjects: subjects,
 		Records:   queue.NewRecords(buckets.Jobs, buckets.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subjects, cfg.Streams.Results),
+		Publisher: publisher,
 		Ledger:    ledger, Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock,
 		Log: log, Metrics: metrics,
 		MaxJobBytes: cfg.MaxJobBytes, MaxAttempts: cfg.Braze.MaxAttempts, CallTimeout: cfg.Braze.Timeout,
@@ -321,7 +318,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
-		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
 		printGatewayBanner(stdout, gw, keys)
 	}
 	runErr := w.Run(ctx)
@@ -545,6 +542,7 @@ const devBanner = `
     NATS (JetStream)  %s
     Braze simulator   %s
     metrics, health   %s/metrics  /readyz
+    operator page     %s/ui
 
   Submit a job and read its result with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):
