@@ -59,6 +59,10 @@ type Config struct {
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
 	Gateway       Gateway             `yaml:"gateway"` // the Braze-compatible HTTP front door (config/gateway.go)
+	UI            UI                  `yaml:"ui"`
+	// AdminTokenFile holds the operators' admin token (or set
+	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// HTTPAdmin guards the HTTP endpoints that change or expose the process
 	// (PUT /loglevel, pprof); see security.go.
 	HTTPAdmin HTTPAdmin `yaml:"http_admin"`
@@ -177,6 +181,7 @@ func Default() *Config {
 			MaxBytes: DefaultStreamMaxBytes, ResultsMaxBytes: DefaultResultsMaxBytes},
 		Dev:       Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
 		Gateway:   defaultGateway(),
+		UI:        UI{Enabled: true},
 		HTTPAdmin: HTTPAdmin{AllowLoopback: true},
 	}
 }
@@ -199,8 +204,7 @@ var EnvNames = []string{
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
 	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
-	"SENDID_GATEWAY_ADDR",
-	"SENDID_HTTP_ADMIN_TOKEN", "SENDID_HTTP_ADMIN_TOKEN_FILE",
+	"SENDID_GATEWAY_ADDR", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -432,7 +436,7 @@ func (c *Config) Validate(dev bool) error {
 	}
 	for _, u := range strings.Split(c.NATS.URL, ",") {
 		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
-			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", strings.TrimSpace(u))
+			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", redactUserInfo(c.NATS.URL, strings.TrimSpace(u)))
 		}
 	}
 	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {

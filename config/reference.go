@@ -83,8 +83,12 @@ var KeyDocs = map[string]KeyDoc{
 	"app_groups.<name>.reply_subjects": {Default: "`reply_subjects`", Doc: "The group's own allow-list of reply subject patterns; when set it applies instead of the top-level `reply_subjects`."},
 	"app_groups.<name>.max_backlog":    {Default: "`0` (unlimited)", Doc: "Admitted jobs that may wait in the group's FIFO; beyond it admission answers `failed` / `backlog_full`."},
 
-	"http_admin":                {Doc: "Who may `PUT /loglevel` and read `/debug/pprof/`: the admin token (`Authorization: Bearer …`), or a loopback peer when allowed; everyone else gets 403."},
-	"http_admin.token_file":     {Env: "SENDID_HTTP_ADMIN_TOKEN_FILE (or the token itself in SENDID_HTTP_ADMIN_TOKEN)", Doc: "File holding the admin token (at least 16 characters); never a flag or a YAML value."},
+	"admin_token_file": {Env: "SENDID_ADMIN_TOKEN_FILE (or the token itself in SENDID_ADMIN_TOKEN)", Doc: "File holding the operators' admin token (at least 16 characters; never a flag or a YAML value): `PUT /loglevel`, pprof and the operator page's actions."},
+	"ui":               {Doc: "The operator page at `/ui` on the ops listener."},
+	"ui.enabled":       {Doc: "Serve the operator page."},
+	"ui.actions":       {Doc: "Show pause, resume and replay buttons to requests that carry the admin token."},
+
+	"http_admin":                {Doc: "Who may `PUT /loglevel` and read `/debug/pprof/`: the admin token (`admin_token_file`, sent as `Authorization: Bearer …`), or a loopback peer when allowed; everyone else gets 403."},
 	"http_admin.allow_loopback": {Doc: "Admit requests from 127.0.0.1 / ::1 without the token."},
 
 	"app_groups.<name>.gateway_tokens_file": {Doc: "File of gateway tokens (one per line; blank lines and `#` comments skipped) that authenticate HTTP callers as this group besides its API key; re-read when it changes and on SIGHUP."},

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 )
 
 // Stream size defaults (streams.max_bytes, streams.results_max_bytes).
@@ -14,41 +13,12 @@ const (
 )
 
 // HTTPAdmin guards the HTTP endpoints that change the process or expose its
-// internals: PUT /loglevel and /debug/pprof/. A request passes with the admin
-// token (header "Authorization: Bearer <token>"), or, when AllowLoopback, from
-// a loopback peer. With neither, those endpoints answer 403 to everyone.
+// internals: PUT /loglevel and /debug/pprof/. A request passes with the
+// operators' admin token (AdminToken: admin_token_file, SENDID_ADMIN_TOKEN),
+// sent as "Authorization: Bearer <token>", or, when AllowLoopback, from a
+// loopback peer. With neither, those endpoints answer 403 to everyone.
 type HTTPAdmin struct {
-	// TokenFile holds the admin token (SENDID_HTTP_ADMIN_TOKEN_FILE); the
-	// token may instead come from SENDID_HTTP_ADMIN_TOKEN. Never a flag or
-	// a YAML value.
-	TokenFile     string `yaml:"token_file"`     // none
-	AllowLoopback bool   `yaml:"allow_loopback"` // true
-}
-
-// AdminToken reads the HTTP admin token: SENDID_HTTP_ADMIN_TOKEN_FILE (or
-// http_admin.token_file), else SENDID_HTTP_ADMIN_TOKEN. Empty: no token.
-func (c *Config) AdminToken(getenv func(string) string) (Secret, error) {
-	file := c.HTTPAdmin.TokenFile
-	if v := getenv("SENDID_HTTP_ADMIN_TOKEN_FILE"); v != "" {
-		file = v
-	}
-	var v string
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", &Error{Problems: []string{fmt.Sprintf("http_admin.token_file (SENDID_HTTP_ADMIN_TOKEN_FILE): %v", err)}}
-		}
-		v = strings.TrimSpace(string(b))
-		if v == "" {
-			return "", &Error{Problems: []string{fmt.Sprintf("http_admin.token_file (SENDID_HTTP_ADMIN_TOKEN_FILE): %s is empty", file)}}
-		}
-	} else {
-		v = strings.TrimSpace(getenv("SENDID_HTTP_ADMIN_TOKEN"))
-	}
-	if v != "" && len(v) < 16 {
-		return "", &Error{Problems: []string{"http admin token: must be at least 16 characters"}}
-	}
-	return Secret(v), nil
+	AllowLoopback bool `yaml:"allow_loopback"` // true
 }
 
 // validateSecurity checks the settings that bound what a publisher controls.
@@ -80,7 +50,7 @@ type SecretFile struct {
 }
 
 // SecretFiles lists the credential files the configuration names: API key
-// files, NATS creds, nkey seed and TLS key, and the HTTP admin token file.
+// files, NATS creds, nkey seed and TLS key, and the admin token file.
 func (c *Config) SecretFiles(getenv func(string) string) []SecretFile {
 	var out []SecretFile
 	for _, g := range c.Groups() {
@@ -90,10 +60,10 @@ func (c *Config) SecretFiles(getenv func(string) string) []SecretFile {
 	}
 	for _, f := range []SecretFile{
 		{"nats.creds_file", c.NATS.CredsFile}, {"nats.nkey_file", c.NATS.NKeyFile}, {"nats.tls.key_file", c.NATS.TLS.KeyFile},
-		{"http_admin.token_file", c.HTTPAdmin.TokenFile},
+		{"admin_token_file", c.AdminTokenFile},
 	} {
-		if f.Setting == "http_admin.token_file" && getenv("SENDID_HTTP_ADMIN_TOKEN_FILE") != "" {
-			f.Path = getenv("SENDID_HTTP_ADMIN_TOKEN_FILE")
+		if f.Setting == "admin_token_file" && getenv("SENDID_ADMIN_TOKEN_FILE") != "" {
+			f.Path = getenv("SENDID_ADMIN_TOKEN_FILE")
 		}
 		if f.Path != "" {
 			out = append(out, f)

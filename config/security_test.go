@@ -54,31 +54,6 @@ app_groups:
 	}
 }
 
-func TestAdminToken(t *testing.T) {
-	t.Parallel()
-	c := config.Default()
-	tok, err := c.AdminToken(env(nil))
-	if err != nil || !tok.IsZero() {
-		t.Fatalf("no token configured: %q %v", tok.Reveal(), err)
-	}
-	tok, err = c.AdminToken(env(map[string]string{"SENDID_HTTP_ADMIN_TOKEN": "0123456789abcdef-env"}))
-	if err != nil || tok.Reveal() != "0123456789abcdef-env" {
-		t.Fatalf("env token: %v", err)
-	}
-	f := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(f, []byte("0123456789abcdef-file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tok, err = c.AdminToken(env(map[string]string{"SENDID_HTTP_ADMIN_TOKEN_FILE": f, "SENDID_HTTP_ADMIN_TOKEN": "0123456789abcdef-env"}))
-	if err != nil || tok.Reveal() != "0123456789abcdef-file" {
-		t.Fatalf("file wins: %v", err)
-	}
-	_, err = c.AdminToken(env(map[string]string{"SENDID_HTTP_ADMIN_TOKEN": "short"}))
-	if err == nil || strings.Contains(err.Error(), "short") {
-		t.Fatalf("short token: %v (the token must not be echoed)", err)
-	}
-}
-
 func TestFilePermissionWarnings(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

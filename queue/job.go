@@ -107,9 +107,9 @@ func DecodeJob(data []byte, maxBytes int) (Job, error) {
 		j.ID = ""
 		return j, invalid("id must be at most %d bytes of printable ASCII", MaxIDBytes)
 	}
-	if len(j.Meta) > MaxMetaBytes {
+	if n := len(j.Meta); n > MaxMetaBytes {
 		j.Meta = nil
-		return j, invalid("meta is %d bytes, at most %d allowed", len(j.Meta), MaxMetaBytes)
+		return j, invalid("meta is %d bytes, at most %d allowed", n, MaxMetaBytes)
 	}
 	if bytes.Equal(j.Meta, []byte("null")) {
 		j.Meta = nil

@@ -26,26 +26,44 @@ func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
 	defer w.setAdmissionRunning(false)
 	msgs := make(chan jetstream.Msg, 2*maxBatch)
+	deleted := w.admLost()
 	for ctx.Err() == nil {
+		// lost hears this Consume's terminal errors: a deleted consumer
+		// stops it, lost heartbeats may mean the consumer is gone.
+		lost := make(chan error, 1)
 		cc, err := a.cons.Consume(func(m jetstream.Msg) {
 			select {
 			case msgs <- m:
 			case <-ctx.Done():
 				_ = m.Nak()
 			}
-		}, jetstream.PullMaxMessages(maxBatch))
+		}, jetstream.PullMaxMessages(maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if consumerLost(err) {
+				select {
+				case lost <- err:
+				default:
+				}
+			}
+		}))
 		if err != nil {
+			if consumerLost(err) {
+				a.restore(ctx, err)
+				continue
+			}
 			w.log.Warn("admission cannot consume; retrying", zap.Error(err))
 			w.o.Metrics.InfraFailures.WithLabelValues("admission_consume").Inc()
 			w.sleep(ctx, time.Second)
 			continue
 		}
 		w.setAdmissionRunning(true)
-		for {
+		var why error
+		for why == nil {
 			var batch []jetstream.Msg
 			select {
 			case m := <-msgs:
 				batch = append(batch, m)
+			case why = <-lost:
+			case why = <-deleted:
 			case <-ctx.Done():
 			}
 			if batch == nil {
@@ -64,6 +82,9 @@ func (a *admission) run(ctx, hard context.Context) {
 		}
 		cc.Stop()
 		<-cc.Closed()
+		if why != nil {
+			a.restore(ctx, why)
+		}
 	}
 	for { // hand back what was delivered but not handled
 		select {
@@ -72,6 +93,19 @@ func (a *admission) run(ctx, hard context.Context) {
 		default:
 			return
 		}
+	}
+}
+
+// restore brings the admission consumer back (see Worker.restore); the
+// messages already delivered stay queued and are handled after it.
+func (a *admission) restore(ctx context.Context, why error) {
+	if c, err := a.w.restoreAdmission(ctx, why); err == nil {
+		a.cons = c
+	}
+	// A deletion announced and also seen by the pull is one deletion.
+	select {
+	case <-a.w.admLost():
+	default:
 	}
 }
 
@@ -303,6 +337,7 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		return
 	}
 	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
+	w.gauges.backlogMoved(p.group, 1)
 	if n := p.notice; n != nil {
 		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.

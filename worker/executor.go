@@ -27,6 +27,8 @@ type executor struct {
 	group    string
 	settings *atomic.Pointer[Group]
 	fc       *forecastSnapshot
+	// lastFault is Braze's message with the last configuration fault.
+	lastFault atomic.Pointer[string]
 }
 
 // next is what the lane does after a job.
@@ -191,6 +193,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			e.saveRecord(hard, j)
 			_ = msg.Nak()
 			w.o.Metrics.ConfigFaults.WithLabelValues(e.group).Inc()
+			e.lastFault.Store(&o.err.Message)
 			w.log.Error("BRAZE REJECTED THE CONFIGURATION: check the app group's API key, its sends.id.create permission and the REST URL; the lane is paused and no job is failed",
 				zap.String("app_group", e.group), zap.Int("http_status", o.err.StatusCode), zap.String("braze_message", o.err.Message))
 			return next{reason: "config_fault"}

@@ -49,14 +49,13 @@ type kitOptions struct {
 	backoff     time.Duration                   // first retry delay (default 20ms)
 	// For the quota tests: the worker's clock (default the system clock),
 	// a wrapper around its ledger, and a handler in front of the simulator.
-	clock  quota.Clock
-	ledger func(quota.Ledger) quota.Ledger
-	front  func(sim http.Handler) http.Handler
+	clock   quota.Clock
+	ledger  func(quota.Ledger) quota.Ledger
+	front   func(sim http.Handler) http.Handler
+	metrics *worker.Metrics // default: unregistered
 
-	// For the security tests: adjust each group before the worker starts;
-	// collectors to read.
-	tune    func(*worker.Group)
-	metrics *worker.Metrics
+	// For the security tests: adjust each group before the worker starts.
+	tune func(*worker.Group)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -113,9 +112,10 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	k.w, err = worker.New(worker.Options{
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
 		Publisher: k.pub, Ledger: ledger,
-		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock, Metrics: o.metrics,
+		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock,
 		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
+		Metrics: o.metrics,
 	}, groups)
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,13 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sendid/sendid/queue"
 )
 
 // Metrics are the worker's Prometheus collectors. Quota and backlog gauges
-// are read at scrape time (see Worker.Collector), so the hot path only
-// increments counters.
+// are kept in memory by the worker (gauges.go) and read at scrape time
+// without a NATS call.
 type Metrics struct {
 	Jobs          *prometheus.CounterVec   // by app_group, status
 	Admitted      *prometheus.CounterVec   // by app_group
@@ -24,6 +26,12 @@ type Metrics struct {
 	// beforePaused runs at scrape time just before Paused is collected
 	// (set by Worker.Run: it refreshes reason "operator").
 	beforePaused atomic.Pointer[func()]
+	// ConsumerRecreated counts consumers brought back after they were
+	// deleted, by consumer name (admission, lane_<group>).
+	ConsumerRecreated *prometheus.CounterVec
+	// Orphaned is the number of admitted jobs waiting for an app group that
+	// is not configured, by app_group (set at start and on reload).
+	Orphaned *prometheus.GaugeVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -50,12 +58,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.InDoubt = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_jobs_in_doubt_total",
 		Help: "Jobs found with an earlier call that may have reached Braze without its answer recorded (retried or failed per the in_doubt setting)."}, []string{"app_group"})
+	m.ConsumerRecreated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_consumer_recreated_total",
+		Help: "Consumers recreated after they disappeared (deleted by hand, lost by the server), by consumer."}, []string{"consumer"})
+	m.ConsumerRecreated.WithLabelValues(queue.AdmissionName)
+	m.Orphaned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sendid_orphaned_jobs",
+		Help: "Admitted jobs waiting for an app group that is no longer configured (sendidctl orphans)."}, []string{"app_group"})
 	for _, st := range infraStages {
 		m.InfraFailures.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures)
-		reg.MustRegister(m.InDoubt)
+		reg.MustRegister(m.Collectors()...)
 	}
 	return m
 }
@@ -99,6 +111,7 @@ func (m *Metrics) InitGroup(group string) {
 	}
 	m.ConfigFaults.WithLabelValues(group)
 	m.InDoubt.WithLabelValues(group)
+	m.ConsumerRecreated.WithLabelValues(queue.LaneConsumer(group))
 }
 
 // pausedCollector collects Paused after running the beforePaused hook, so
@@ -112,4 +125,10 @@ func (c pausedCollector) Collect(ch chan<- prometheus.Metric) {
 		(*f)()
 	}
 	c.m.Paused.Collect(ch)
+}
+
+// Collectors lists every collector of m.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures,
+		m.InDoubt, m.ConsumerRecreated, m.Orphaned}
 }

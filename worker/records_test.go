@@ -207,17 +207,6 @@ func TestRetryBudgetCountsRetryableFailuresOnly(t *testing.T) {
 	waitUntil(t, "the ledger to count the 201 only", 10*time.Second, func() bool { return k.used() == 1 })
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A pair reserved by a message that still exists is waited for, not
 // called; once that message is gone (here: deleted, as an ack or a purge
 // would) the job takes the reservation over.

@@ -11,8 +11,9 @@ import (
 	"github.com/sendid/sendid/queue"
 )
 
-// adminAccess reads the HTTP admin token and warns about credential files
-// that other users may read. The token never reaches a log line.
+// adminAccess reads the operators' admin token (the one the operator page
+// uses too) and warns about credential files that other users may read. The
+// token never reaches a log line.
 func adminAccess(cfg *config.Config, getenv func(string) string, log *zap.Logger) (ops.Admin, error) {
 	tok, err := cfg.AdminToken(getenv)
 	if err != nil {
@@ -23,7 +24,7 @@ func adminAccess(cfg *config.Config, getenv func(string) string, log *zap.Logger
 			zap.String("mode", fmt.Sprintf("%04o", w.Mode.Perm())), zap.Bool("world_readable", w.WorldReadable))
 	}
 	if tok.IsZero() && !cfg.HTTPAdmin.AllowLoopback {
-		log.Warn("no HTTP admin token and loopback refused: PUT /loglevel and pprof answer 403 to everyone")
+		log.Warn("no admin token and http_admin.allow_loopback is off: PUT /loglevel and pprof answer 403 to everyone")
 	}
 	return ops.Admin{Token: tok.Reveal(), AllowLoopback: cfg.HTTPAdmin.AllowLoopback}, nil
 }

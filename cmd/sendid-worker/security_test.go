@@ -43,7 +43,7 @@ func TestCredentialFilePermissions(t *testing.T) {
 	if err := run(context.Background(), []string{"-check-config"}, envMap(env), nil, &out); err != nil || strings.Contains(out.String(), "warning") {
 		t.Fatalf("0600 key file: %v\n%s", err, out.String())
 	}
-	env["SENDID_HTTP_ADMIN_TOKEN"] = "short"
+	env["SENDID_ADMIN_TOKEN"] = "short"
 	if err := run(context.Background(), []string{"-check-config"}, envMap(env), nil, &out); err == nil || exitCode(err) != 2 {
 		t.Fatalf("short admin token: %v", err)
 	}
@@ -57,7 +57,7 @@ func TestCredentialFilePermissions(t *testing.T) {
 	t.Cleanup(sim.Close)
 	const adminToken = "admin-0123456789-abcdef"
 	denv := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
-		"SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), "SENDID_HTTP_ADMIN_TOKEN": adminToken, "SENDID_LOG_LEVEL": "debug"}
+		"SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), "SENDID_ADMIN_TOKEN": adminToken, "SENDID_LOG_LEVEL": "debug"}
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -79,9 +79,11 @@ func tooLarge(w http.ResponseWriter, limit int64) {
 	http.Error(w, "request body too large: at most "+strconv.FormatInt(limit, 10)+" bytes", http.StatusRequestEntityTooLarge)
 }
 
-// capBodies refuses a declared body over its limit at once, and caps the
-// bytes any handler can read from an undeclared (chunked) one.
-func capBodies(h http.Handler) http.Handler {
+// CapBodies refuses a declared body over its limit at once, and caps the
+// bytes any handler can read from an undeclared (chunked) one: 4 KiB for
+// /loglevel, 64 KiB elsewhere. Handler applies it; wrap other handlers
+// served on the same listener with it too.
+func CapBodies(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(MaxBody)
 		if r.URL.Path == LogLevelPath {

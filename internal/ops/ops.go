@@ -52,5 +52,5 @@ func Handler(reg *prometheus.Registry, level zap.AtomicLevel, ready func() error
 		mux.Handle(PprofPath+"symbol", o.admin.guard(http.HandlerFunc(pprof.Symbol)))
 		mux.Handle(PprofPath+"trace", o.admin.guard(http.HandlerFunc(pprof.Trace)))
 	}
-	return capBodies(mux)
+	return CapBodies(mux)
 }
