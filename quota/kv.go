@@ -24,6 +24,7 @@ type KV struct {
 	mu    sync.Mutex
 	last  map[string]record // the record last read or written per key
 	lease map[string]int    // ledger key → slots reserved in KV, not yet handed out
+	pacer *Pacer            // set by PaceWith
 }
 
 // leaseSize is how many slots one compare-and-swap reserves for a group: about
@@ -104,12 +105,21 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 	key := Key(group, per)
 	l.mu.Lock()
 	if l.lease[key] > 0 {
+		if l.pacer != nil { // a leased slot's token comes from this replica's bucket
+			b, err := l.pacer.take(group, Bucket{}, now)
+			if err != nil {
+				l.mu.Unlock()
+				return Slot{}, err
+			}
+			l.pacer.commit(group, b, false)
+		}
 		l.lease[key]--
 		l.mu.Unlock()
 		return Slot{Group: group, Period: per}, nil
 	}
 	l.mu.Unlock()
 	want, got := leaseSize(pol), 0
+	var paced Bucket
 	err = l.update(ctx, key, func(r record) (record, error) {
 		var err error
 		got = 0
@@ -122,12 +132,16 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 			r, got = next, got+1
 		}
 		if got > 0 {
-			return r, nil
+			r, paced, err = pace(l.pacer, group, r, now)
+			return r, err
 		}
 		return r, err
 	})
 	if err != nil {
 		return Slot{}, err
+	}
+	if l.pacer != nil {
+		l.pacer.commit(group, paced, true)
 	}
 	if got > 1 {
 		l.mu.Lock()

@@ -63,6 +63,9 @@ type Usage struct {
 	PeriodEnd      time.Time `json:"period_end"`
 	ExhaustedUntil time.Time `json:"exhausted_until,omitzero"`
 	BrazeLimit     int       `json:"braze_limit,omitempty"`
+	// Bucket is the group's pacer bucket as last stored with a
+	// reservation (zero if none this period); see Pacer.SharedTokens.
+	Bucket Bucket `json:"-"`
 }
 
 // record is the ledger's state for one group and period; memory and KV
@@ -71,6 +74,10 @@ type record struct {
 	Used       int   `json:"used"`
 	BrazeLimit int   `json:"braze_limit,omitempty"`
 	Until      int64 `json:"exhausted_until_ms,omitempty"` // unix ms
+	// The group's pacer bucket (Bucket), written with each reservation of
+	// a pacing ledger: tokens left and when, in unix µs (0: none yet).
+	PacerTokens float64 `json:"pacer_tokens,omitempty"`
+	PacerAt     int64   `json:"pacer_at_us,omitempty"`
 }
 
 func (r record) cap(configured int) int {
@@ -137,6 +144,7 @@ func (r record) usage(group string, pol Policy, per Period) Usage {
 	return Usage{
 		Group: group, Cap: c, Used: r.Used, Remaining: max(c-r.Used, 0),
 		PeriodStart: per.Start, PeriodEnd: per.End, ExhaustedUntil: r.until(), BrazeLimit: r.BrazeLimit,
+		Bucket: r.bucket(),
 	}
 }
 
@@ -229,6 +237,7 @@ type Memory struct {
 	clock Clock
 	mu    sync.Mutex
 	recs  map[string]record
+	pacer *Pacer // set by PaceWith
 }
 
 var _ Ledger = (*Memory)(nil)
@@ -252,6 +261,13 @@ func (m *Memory) Reserve(_ context.Context, group string) (Slot, error) {
 	rec, err := m.recs[k].reserve(group, pol, per, now)
 	if err != nil {
 		return Slot{}, err
+	}
+	rec, b, err := pace(m.pacer, group, rec, now)
+	if err != nil {
+		return Slot{}, err
+	}
+	if m.pacer != nil {
+		m.pacer.commit(group, b, true)
 	}
 	m.recs[k] = rec
 	return Slot{Group: group, Period: per}, nil
