@@ -57,6 +57,10 @@ type Config struct {
 	ReplySubjects []string            `yaml:"reply_subjects"`
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
+	// LaneFailover is how long a group's owning replica may stop pulling
+	// before another replica takes the group over, and how long the job
+	// in flight of a replica that died waits before it is redelivered.
+	LaneFailover time.Duration `yaml:"lane_failover"` // 5s; SENDID_LANE_FAILOVER
 }
 
 // NATS is the connection to the NATS servers.
@@ -139,7 +143,8 @@ func Default() *Config {
 		Shutdown:      25 * time.Second,
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
-		Dev: Dev{DataDir: "./sendid-dev-data"},
+		Dev:          Dev{DataDir: "./sendid-dev-data"},
+		LaneFailover: 5 * time.Second,
 	}
 }
 
@@ -159,7 +164,7 @@ var EnvNames = []string{
 	"SENDID_CONFIG", "SENDID_NATS_URL", "SENDID_BRAZE_URL", "SENDID_BRAZE_API_KEY", "SENDID_BRAZE_API_KEY_FILE",
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
-	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_SHUTDOWN_TIMEOUT", "SENDID_LANE_FAILOVER",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -246,6 +251,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	dur("SENDID_LANE_FAILOVER", &c.LaneFailover)
 
 	// The default group: present unless the file lists groups without it
 	// and no SENDID_* variable for it is set.
@@ -378,6 +384,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Shutdown <= 0 {
 		add("shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT): must be > 0")
+	}
+	if c.LaneFailover < time.Second || c.LaneFailover > 5*time.Minute {
+		add("lane_failover (SENDID_LANE_FAILOVER): %s is outside 1s..5m", c.LaneFailover)
 	}
 	s := c.Streams
 	if s.Replicas < 1 || s.Replicas > 5 {

@@ -120,6 +120,7 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 	l.mu.Unlock()
 	want, got := leaseSize(pol), 0
 	var paced Bucket
+	prev := l.prevBucket(ctx, group, pol, per)
 	err = l.update(ctx, key, func(r record) (record, error) {
 		var err error
 		got = 0
@@ -132,7 +133,7 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 			r, got = next, got+1
 		}
 		if got > 0 {
-			r, paced, err = pace(l.pacer, group, r, now)
+			r, paced, err = pace(l.pacer, group, r, prev, now)
 			return r, err
 		}
 		return r, err

@@ -262,7 +262,8 @@ func (m *Memory) Reserve(_ context.Context, group string) (Slot, error) {
 	if err != nil {
 		return Slot{}, err
 	}
-	rec, b, err := pace(m.pacer, group, rec, now)
+	prev := func() Bucket { return m.recs[Key(group, previous(pol, per))].bucket() }
+	rec, b, err := pace(m.pacer, group, rec, prev, now)
 	if err != nil {
 		return Slot{}, err
 	}

@@ -1,6 +1,8 @@
 package quota
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -151,14 +153,45 @@ func (l *KV) PaceWith(p *Pacer) { l.pacer = p }
 func (m *Memory) PaceWith(p *Pacer) { m.pacer = p }
 
 // pace takes the reservation's token from p (nil: no pacing) and stores
-// the bucket in r.
-func pace(p *Pacer, group string, r record, now time.Time) (record, Bucket, error) {
+// the bucket in r. A record without a bucket (the period's first
+// reservation) continues prev, the previous period's: the bucket does not
+// refill at a period boundary, whichever replica reserves first.
+func pace(p *Pacer, group string, r record, prev func() Bucket, now time.Time) (record, Bucket, error) {
 	if p == nil {
 		return r, Bucket{}, nil
 	}
-	b, err := p.take(group, r.bucket(), now)
+	stored := r.bucket()
+	if stored.IsZero() {
+		stored = prev()
+	}
+	b, err := p.take(group, stored, now)
 	if err != nil {
 		return r, Bucket{}, err
 	}
 	return r.withBucket(b), b, nil
+}
+
+// previous is the period before per.
+func previous(pol Policy, per Period) Period {
+	return pol.PeriodAt(per.Start.Add(-time.Nanosecond))
+}
+
+// prevBucket reads the bucket of the group's previous period, once.
+func (l *KV) prevBucket(ctx context.Context, group string, pol Policy, per Period) func() Bucket {
+	var (
+		b    Bucket
+		read bool
+	)
+	return func() Bucket {
+		if !read {
+			read = true
+			if e, err := l.kv.Get(ctx, Key(group, previous(pol, per))); err == nil {
+				var r record
+				if json.Unmarshal(e.Value(), &r) == nil {
+					b = r.bucket()
+				}
+			}
+		}
+		return b
+	}
 }

@@ -117,3 +117,38 @@ func TestSharedBucketAcrossReplicas(t *testing.T) {
 		t.Fatalf("usage %+v %v, want 3 slots: paced attempts take none", u, err)
 	}
 }
+
+// TestSharedBucketAcrossPeriods: the bucket does not refill at a period
+// boundary when another replica makes the new period's first reservation.
+func TestSharedBucketAcrossPeriods(t *testing.T) {
+	pol := quota.Policy{Cap: 10, Burst: 1, Period: 40 * time.Second} // one per 4s
+	end := pol.PeriodAt(day0).End
+	ledgersN := func(t *testing.T, mk func(k ledgerKit) quota.Ledger) {
+		k := newKit(t, end.Add(-time.Second), pol)
+		ctx := context.Background()
+		var ps [2]*quota.Pacer
+		var ls [2]quota.Ledger
+		for i := range ls {
+			ps[i] = quota.NewPacer(k.clock)
+			ps[i].Set("g", pol)
+			ls[i] = mk(k)
+			ls[i].(interface{ PaceWith(*quota.Pacer) }).PaceWith(ps[i])
+		}
+		if _, err := ls[0].Reserve(ctx, "g"); err != nil {
+			t.Fatal(err)
+		}
+		k.clock.Advance(2 * time.Second) // into the next period
+		_, err := ls[1].Reserve(ctx, "g")
+		if got := pacedUntil(t, err); !got.Equal(end.Add(3 * time.Second)) {
+			t.Fatalf("paced until %s, want %s", got, end.Add(3*time.Second))
+		}
+		k.clock.Advance(2 * time.Second)
+		if _, err := ls[1].Reserve(ctx, "g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("kv", func(t *testing.T) {
+		s := startServer(t)
+		ledgersN(t, func(k ledgerKit) quota.Ledger { return quota.NewKV(ledgerBucket(t, s), k.pols, k.clock) })
+	})
+}

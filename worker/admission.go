@@ -34,7 +34,10 @@ func (a *admission) run(ctx, hard context.Context) {
 			case <-ctx.Done():
 				_ = m.Nak()
 			}
-		}, jetstream.PullMaxMessages(maxBatch))
+		}, jetstream.PullMaxMessages(maxBatch), jetstream.PullPriorityGroup(queue.LanePriorityGroup),
+			// Pull again well within the pin's TTL, also when idle: this
+			// replica keeps admitting until it stops.
+			jetstream.PullExpiry(max(w.o.LaneFailover/2, time.Second)))
 		if err != nil {
 			w.log.Warn("admission cannot consume; retrying", zap.Error(err))
 			w.o.Metrics.InfraFailures.WithLabelValues("admission_consume").Inc()

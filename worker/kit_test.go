@@ -41,6 +41,7 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	failover    time.Duration // lane failover (default: the worker's)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -79,7 +80,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: quota.NewKV(b.Ledger, pols, quota.SystemClock{}),
 		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
 		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
+		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second, LaneFailover: o.failover,
 	}, groups)
 	if err != nil {
 		t.Fatal(err)

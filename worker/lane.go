@@ -11,12 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 )
 
-// lane works one app group's FIFO with one job in flight: a pacer token and
-// a ledger slot first, then one message, which its executor works to an
-// outcome. A paused lane costs nothing: its jobs wait in the stream.
+// lane works one app group's FIFO with one job in flight across all
+// replicas: it pulls one message (when this replica owns the group), takes
+// the group's pacer token and a ledger slot for it, and has its executor
+// work it to an outcome. A paused lane costs nothing: its jobs wait in the
+// stream.
 type lane struct {
 	w        *Worker
 	group    string
@@ -28,6 +31,7 @@ type lane struct {
 
 	fc   forecastSnapshot
 	exec executor
+	own  ownership
 
 	pmu         sync.Mutex
 	pausedUntil time.Time
@@ -39,6 +43,7 @@ func newLane(w *Worker, g Group) *lane {
 	l := &lane{w: w, group: g.Name, wake: make(chan struct{}, 1)}
 	l.settings.Store(&g)
 	l.exec = executor{w: w, group: g.Name, settings: &l.settings, fc: &l.fc}
+	l.own.failover = w.o.LaneFailover
 	return l
 }
 
@@ -151,31 +156,28 @@ func (l *lane) run(ctx, hard context.Context) {
 			}
 			continue
 		}
+		// The token first, as far as this replica knows the bucket: a
+		// message is not held waiting for it when the lane owns the group.
 		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			continue
 		}
-		msg, slot, err := l.acquire(ctx)
-		var ex *quota.Exhausted
+		msg, err := l.pull()
 		switch {
-		case errors.As(err, &ex):
-			// Look again after at most maxQuotaPause: another replica's
-			// momentary probe, a released slot or a raised cap may free one.
-			l.pause(ctx, earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), "quota")
-			continue
 		case err != nil:
-			if ctx.Err() == nil {
-				w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
-				w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
-				w.sleep(ctx, time.Second)
-			}
+			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
+			w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
+			w.sleep(ctx, time.Second)
 			continue
 		case msg == nil:
-			haveWork = false
+			// Empty, or another replica owns the group: keep pulling while
+			// the group has jobs, so as to take it over when its owner
+			// stops; idle when it has none.
+			haveWork = l.pullAgain(ctx)
 			continue
 		}
-		w.o.Pacer.Take(l.group)
-		n := l.exec.execute(ctx, hard, msg, slot)
+		n := l.work(ctx, hard, msg)
 		l.fc.drop(func() {})
+		l.own.released()
 		switch n.reason {
 		case "":
 			faults = 0
@@ -189,44 +191,71 @@ func (l *lane) run(ctx, hard context.Context) {
 	}
 }
 
-// acquire takes a slot and then one message; it gives the slot back when
-// there is no message. A nil message with a nil error means the FIFO looks
-// empty.
-//
-// The fetch waits at most fetchWait and never holds the snapshot's lock:
-// the slot counts as held (for forecasts) from its reservation to its
-// release or the job's ack. FetchNoWait is not used: it sets no expiry, and
-// a paused consumer with pending messages parks such a request, so it could
-// block forever.
-func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
-	w := l.w
-	var slot quota.Slot
-	err := l.fc.hold(func() (err error) {
-		slot, err = w.o.Ledger.Reserve(ctx, l.group)
-		return err
-	})
+// pull long-polls the group's FIFO for one message through the pinned
+// priority group (queue.EnsureLane). A nil message with a nil error means
+// none came: the FIFO is empty, another replica owns the group, or its one
+// job in flight is elsewhere. The poll lasts half the failover time, so an
+// owner pulls again before its pin lapses; FetchNoWait is not used: it sets
+// no expiry, and a paused consumer with pending messages parks such a
+// request, so it could block forever.
+func (l *lane) pull() (jetstream.Msg, error) {
+	start := time.Now()
+	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(l.w.o.LaneFailover/2),
+		jetstream.FetchPriorityGroup(queue.LanePriorityGroup))
 	if err != nil {
-		return nil, quota.Slot{}, err
+		return nil, err
 	}
 	var msg jetstream.Msg
-	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
-	if err == nil {
-		for m := range batch.Messages() {
-			msg = m
-		}
-		if err = batch.Error(); errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-			err = nil
-		}
+	for m := range batch.Messages() {
+		msg = m
 	}
-	if msg == nil {
-		l.fc.drop(func() {
-			if rerr := w.o.Ledger.Release(context.WithoutCancel(ctx), slot); rerr != nil {
-				w.log.Warn("slot not released", zap.String("app_group", l.group), zap.Error(rerr))
-			}
-		})
-		return nil, quota.Slot{}, err
+	err = batch.Error()
+	refused := errors.Is(err, jetstream.ErrPinIDMismatch)
+	if refused || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
+		err = nil // another replica is pinned, or nothing came: pull again
 	}
-	return msg, slot, nil
+	l.own.pulled(start, msg != nil, refused)
+	return msg, err
+}
+
+// pullAgain reports whether the lane should keep pulling after a pull that
+// brought nothing: the group has jobs (pending, or in flight on another
+// replica that may stop) and its consumer is not paused by an operator
+// (resume sends a wake-up).
+func (l *lane) pullAgain(ctx context.Context) bool {
+	info, err := l.cons.Info(ctx)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	return !info.Paused && info.NumPending+uint64(info.NumAckPending) > 0
+}
+
+// work takes the group's token and a ledger slot for msg, which the lane
+// holds (kept alive meanwhile), then has the executor work it. The slot
+// counts as held (for forecasts) from its reservation to its release or
+// the job's ack; the message is counted once before, as ack-pending.
+func (l *lane) work(ctx, hard context.Context, msg jetstream.Msg) next {
+	w := l.w
+	stop := keepAlive(hard, msg, w.o.LaneFailover/3)
+	slot, err := l.exec.reserve(ctx)
+	stop()
+	var ex *quota.Exhausted
+	switch {
+	case errors.As(err, &ex):
+		// Look again after at most maxQuotaPause: another replica's
+		// momentary probe, a released slot or a raised cap may free one.
+		_ = msg.Nak()
+		return next{pauseUntil: earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), reason: "quota"}
+	case err != nil:
+		_ = msg.Nak()
+		if ctx.Err() == nil {
+			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
+			w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
+			w.sleep(ctx, time.Second)
+		}
+		return next{}
+	}
+	return l.exec.execute(ctx, hard, msg, slot)
 }
 
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
@@ -238,7 +267,3 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
-
-// fetchWait bounds a lane's wait for a message it was told about: a wake-up
-// can arrive a moment before the stream has stored the message.
-const fetchWait = 500 * time.Millisecond

@@ -49,6 +49,10 @@ type Options struct {
 	ShutdownTimeout time.Duration // default 25s
 	RecheckInterval time.Duration // default 1m
 	ReplyAllow      []string
+	// LaneFailover is how long a group's owning replica may go without
+	// pulling before another takes the group over (default
+	// queue.DefaultLaneFailover); see queue.EnsureLane.
+	LaneFailover time.Duration
 }
 
 // Worker runs admission and one lane per app group.
@@ -85,11 +89,15 @@ func New(o Options, groups []Group) (*Worker, error) {
 	setDefault(&o.RetryMax, time.Minute)
 	setDefault(&o.ShutdownTimeout, 25*time.Second)
 	setDefault(&o.RecheckInterval, time.Minute)
+	setDefault(&o.LaneFailover, queue.DefaultLaneFailover)
 	if o.Clock == nil {
 		o.Clock = quota.SystemClock{}
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
+	}
+	if err := sharePacer(o.Ledger, o.Pacer); err != nil {
+		return nil, err
 	}
 	w := &Worker{
 		o: o, log: o.Log, lanes: map[string]*lane{},
@@ -145,7 +153,7 @@ func (w *Worker) Groups() []string {
 // give the calls in flight up to ShutdownTimeout, put back what did not
 // finish. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	adm, err := queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects)
+	adm, err := queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects, w.o.LaneFailover)
 	if err != nil {
 		return err
 	}
@@ -206,7 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var startErr error
 	for _, l := range lanes {
-		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group)
+		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group, w.o.LaneFailover)
 		if err != nil {
 			startErr = err
 			break
@@ -252,7 +260,7 @@ func (w *Worker) Reload(groups []Group) error {
 		ctx, hard, wg, running := w.runCtx, w.hardCtx, w.wg, w.running
 		w.mu.RUnlock()
 		if running {
-			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name)
+			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name, w.o.LaneFailover)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -315,6 +323,8 @@ type LaneStatus struct {
 	Group       string    `json:"app_group"`
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	PauseReason string    `json:"pause_reason,omitempty"`
+	// Owner reports whether this replica owns the group now (see Owns).
+	Owner bool `json:"owner"`
 }
 
 // Lanes reports every lane's pause state.
@@ -323,7 +333,7 @@ func (w *Worker) Lanes() []LaneStatus {
 	for _, g := range w.Groups() {
 		if l := w.lane(g); l != nil {
 			until, reason := l.pauseState()
-			out = append(out, LaneStatus{Group: g, PausedUntil: until, PauseReason: reason})
+			out = append(out, LaneStatus{Group: g, PausedUntil: until, PauseReason: reason, Owner: l.owns()})
 		}
 	}
 	return out
