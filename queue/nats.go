@@ -313,6 +313,20 @@ func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group s
 	return c, nil
 }
 
+// HandOverLane unpins the group's lane consumer so that another replica
+// takes the group over at once instead of after the failover time. Only
+// the owner should call it, when it stops: it unpins whoever is pinned.
+func HandOverLane(ctx context.Context, js jetstream.JetStream, group string) error {
+	st, err := js.Stream(ctx, Stream)
+	if err != nil {
+		return fmt.Errorf("hand over lane %s: %w", group, err)
+	}
+	if err := st.UnpinConsumer(ctx, LaneConsumer(group), LanePriorityGroup); err != nil {
+		return fmt.Errorf("hand over lane %s: %w", group, err)
+	}
+	return nil
+}
+
 // LanePriorityGroup is the priority group of every lane consumer and of
 // admission.
 const LanePriorityGroup = "sendid"

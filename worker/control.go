@@ -53,7 +53,7 @@ func (w *Worker) Status(ctx context.Context) ([]GroupStatus, error) {
 		}
 		if st.Backlog > 0 {
 			pol, _ := w.o.Policies.Get(g)
-			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.Tokens(g), st.Backlog-1).UTC()
+			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.SharedTokens(g, u), st.Backlog-1).UTC()
 		}
 		out = append(out, st)
 	}

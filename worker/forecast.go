@@ -36,7 +36,7 @@ type forecastSnapshot struct {
 type snapshotSource struct {
 	pending func(ctx context.Context) (pending int, pausedFor time.Duration, paused bool, err error)
 	usage   func(ctx context.Context) (quota.Usage, error)
-	tokens  func() float64
+	tokens  func(u quota.Usage) float64 // the group's shared bucket, as u carries it
 }
 
 // admitted counts one more job ahead.
@@ -81,7 +81,7 @@ func (f *forecastSnapshot) forecast(ctx context.Context, now time.Time, pol quot
 		if err != nil {
 			return 0, time.Time{}, err
 		}
-		f.u, f.at, f.tokens = u, now, src.tokens()
+		f.u, f.at, f.tokens = u, now, src.tokens(u)
 		f.ahead = max(pending-f.held, 0)
 		f.pause = time.Time{}
 		if paused {

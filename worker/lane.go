@@ -102,7 +102,7 @@ func (l *lane) forecast(ctx context.Context) (int, time.Time, quota.Period, erro
 			return int(info.NumPending) + info.NumAckPending, info.PauseRemaining, info.Paused, nil
 		},
 		usage:  func(ctx context.Context) (quota.Usage, error) { return w.o.Ledger.Usage(ctx, l.group) },
-		tokens: func() float64 { return w.o.Pacer.Tokens(l.group) },
+		tokens: func(u quota.Usage) float64 { return w.o.Pacer.SharedTokens(l.group, u) },
 	})
 	if err != nil {
 		return 0, time.Time{}, quota.Period{}, err
@@ -188,6 +188,20 @@ func (l *lane) run(ctx, hard context.Context) {
 		default:
 			l.pause(ctx, n.pauseUntil, n.reason)
 		}
+	}
+	l.handOver(ctx)
+}
+
+// handOver lets another replica take the group over at once when this one
+// owned it and stops (it holds no message by now).
+func (l *lane) handOver(ctx context.Context) {
+	if !l.owns() {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := queue.HandOverLane(hctx, l.w.o.JS, l.group); err != nil {
+		l.w.log.Warn("lane not handed over; another replica takes it after the failover time", zap.String("app_group", l.group), zap.Error(err))
 	}
 }
 
