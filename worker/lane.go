@@ -161,7 +161,7 @@ func (l *lane) run(ctx, hard context.Context) {
 		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			continue
 		}
-		msg, err := l.pull()
+		msg, err := l.pull(ctx)
 		switch {
 		case err != nil:
 			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
@@ -209,14 +209,18 @@ func (l *lane) handOver(ctx context.Context) {
 // priority group (queue.EnsureLane). A nil message with a nil error means
 // none came: the FIFO is empty, another replica owns the group, or its one
 // job in flight is elsewhere. The poll lasts half the failover time, so an
-// owner pulls again before its pin lapses; FetchNoWait is not used: it sets
-// no expiry, and a paused consumer with pending messages parks such a
-// request, so it could block forever.
-func (l *lane) pull() (jetstream.Msg, error) {
+// owner pulls again before its pin lapses, and ends with ctx. FetchNoWait is
+// not used: it sets no expiry, and a paused consumer with pending messages
+// parks such a request, so it could block forever.
+func (l *lane) pull(ctx context.Context) (jetstream.Msg, error) {
 	start := time.Now()
-	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(l.w.o.LaneFailover/2),
-		jetstream.FetchPriorityGroup(queue.LanePriorityGroup))
+	pctx, cancel := context.WithTimeout(ctx, l.w.o.LaneFailover/2)
+	defer cancel()
+	batch, err := l.cons.Fetch(1, jetstream.FetchContext(pctx), jetstream.FetchPriorityGroup(queue.LanePriorityGroup))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
 		return nil, err
 	}
 	var msg jetstream.Msg
@@ -225,8 +229,9 @@ func (l *lane) pull() (jetstream.Msg, error) {
 	}
 	err = batch.Error()
 	refused := errors.Is(err, jetstream.ErrPinIDMismatch)
-	if refused || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-		err = nil // another replica is pinned, or nothing came: pull again
+	if refused || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = nil // another replica is pinned, nothing came, or the lane stops: pull again
 	}
 	l.own.pulled(start, msg != nil, refused)
 	return msg, err
