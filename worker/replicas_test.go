@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sendid/sendid/braze"
@@ -108,6 +110,7 @@ func TestReplicasShareOneLane(t *testing.T) {
 				failover: time.Second,
 			}
 			k := newKit(t, o)
+			writes := countLedgerWrites(t, k, "default")
 			a := &replica{w: k.w, stop: k.stop, done: k.done}
 			b := k.replica(o)
 			for i := range tc.jobs {
@@ -170,6 +173,51 @@ func TestReplicasShareOneLane(t *testing.T) {
 			if st.OverCap != 0 {
 				t.Errorf("%d calls over the cap", st.OverCap)
 			}
+			// A reservation per call, and rarely a sync: the replica that
+			// does not own the group reserves nothing (with a reservation
+			// per pull it would add two writes per pull).
+			n := writes()
+			if n > 2*tc.jobs+2 {
+				t.Errorf("%d ledger writes for %d calls", n, tc.jobs)
+			}
+			t.Logf("%d calls, %d ledger writes", len(reqs), n)
 		})
+	}
+}
+
+// countLedgerWrites counts the writes to group's ledger records from now.
+func countLedgerWrites(t *testing.T, k *kit, group string) func() int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	kv, err := k.js.KeyValue(ctx, queue.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := kv.Watch(ctx, group+".*", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wt.Stop() })
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range wt.Updates() {
+			if e != nil {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
 	}
 }
