@@ -161,18 +161,25 @@ func (l *lane) run(ctx, hard context.Context) {
 		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			continue
 		}
+		start := time.Now()
 		msg, err := l.pull(ctx)
 		switch {
 		case err != nil:
-			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
-			w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
-			w.sleep(ctx, time.Second)
+			if ctx.Err() == nil {
+				w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
+				w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
+				w.sleep(ctx, time.Second)
+			}
 			continue
 		case msg == nil:
 			// Empty, or another replica owns the group: keep pulling while
 			// the group has jobs, so as to take it over when its owner
 			// stops; idle when it has none.
 			haveWork = l.pullAgain(ctx)
+			if haveWork && time.Since(start) < quickPull {
+				// Refused at once (a pin that moved): not a loop.
+				w.sleep(ctx, quickPull)
+			}
 			continue
 		}
 		n := l.work(ctx, hard, msg)
@@ -276,6 +283,10 @@ func (l *lane) work(ctx, hard context.Context, msg jetstream.Msg) next {
 	}
 	return l.exec.execute(ctx, hard, msg, slot)
 }
+
+// quickPull is how soon an empty pull may be repeated when the server
+// answered it at once.
+const quickPull = 100 * time.Millisecond
 
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
 const maxQuotaPause = 2 * time.Minute
