@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -57,6 +58,7 @@ type Config struct {
 	ReplySubjects []string            `yaml:"reply_subjects"`
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
+	Gateway       Gateway             `yaml:"gateway"` // the Braze-compatible HTTP front door (config/gateway.go)
 	// LaneFailover is how long a group's owning replica may stop pulling
 	// before another replica takes the group over, and how long the job
 	// in flight of a replica that died waits before it is redelivered.
@@ -117,6 +119,9 @@ type Streams struct {
 // Dev configures -dev mode.
 type Dev struct {
 	DataDir string `yaml:"data_dir"` // "./sendid-dev-data"
+	// GatewayTLSAddr is where -dev serves the gateway over HTTPS with a
+	// self-signed certificate kept in the data folder.
+	GatewayTLSAddr string `yaml:"gateway_tls_addr"` // "127.0.0.1:8443"
 }
 
 // AppGroup is one Braze workspace.
@@ -127,6 +132,10 @@ type AppGroup struct {
 	DailyCap   *int   `yaml:"daily_cap"`    // 100
 	Burst      *int   `yaml:"burst"`        // 10
 	Timezone   string `yaml:"timezone"`     // "UTC"
+	// Gateway tokens authenticate HTTP callers as this group besides its
+	// API key, for producers that should not hold the Braze key.
+	GatewayTokensFile string `yaml:"gateway_tokens_file"` // none: one token per line
+	GatewayTokensEnv  string `yaml:"gateway_tokens_env"`  // none: tokens separated by commas
 }
 
 // Default returns the configuration with every default applied.
@@ -143,7 +152,8 @@ func Default() *Config {
 		Shutdown:      25 * time.Second,
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
-		Dev:          Dev{DataDir: "./sendid-dev-data"},
+		Dev:          Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
+		Gateway:      defaultGateway(),
 		LaneFailover: 5 * time.Second,
 	}
 }
@@ -164,51 +174,93 @@ var EnvNames = []string{
 	"SENDID_CONFIG", "SENDID_NATS_URL", "SENDID_BRAZE_URL", "SENDID_BRAZE_API_KEY", "SENDID_BRAZE_API_KEY_FILE",
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
-	"SENDID_SHUTDOWN_TIMEOUT", "SENDID_LANE_FAILOVER",
+	"SENDID_SHUTDOWN_TIMEOUT",
+	"SENDID_GATEWAY_ADDR",
+	"SENDID_LANE_FAILOVER",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
 // SENDID_* variables read through getenv.
+//
+// A *Error lists every problem of the file and the variables. When the
+// returned Config is not nil alongside it, it holds everything that did
+// decode, so that a caller can validate the rest and report all problems in
+// one pass (see Problems).
 func Load(path string, getenv func(string) string) (*Config, error) {
 	c := Default()
+	var problems []string
 	if path != "" {
-		f, err := os.Open(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, &Error{Problems: []string{err.Error()}}
 		}
-		defer f.Close()
-		if err := c.decode(f); err != nil {
+		p, err := c.decode(data)
+		if err != nil {
 			return nil, &Error{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
 		}
+		problems = append(problems, p...)
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c.withEnv(problems, getenv)
 }
 
 // Parse is Load for YAML already in memory (tests, fuzzing).
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	c := Default()
-	if err := c.decode(bytes.NewReader(data)); err != nil {
+	problems, err := c.decode(data)
+	if err != nil {
 		return nil, &Error{Problems: []string{err.Error()}}
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
+	return c.withEnv(problems, getenv)
+}
+
+func (c *Config) withEnv(problems []string, getenv func(string) string) (*Config, error) {
+	problems = append(problems, Problems(c.applyEnv(getenv))...)
+	if len(problems) > 0 {
+		return c, &Error{Problems: problems}
 	}
 	return c, nil
 }
 
-func (c *Config) decode(r io.Reader) error {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+// Problems lists the problems of err: those of a *Error, else err itself
+// (nil: none).
+func Problems(err error) []string {
+	var ce *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return ce.Problems
 	}
-	return nil
+	return []string{err.Error()}
 }
 
-// applyEnv reads the SENDID_* variables of ARCHITECTURE.md §5.
+// decode reads YAML into c. Problems with keys and values come back in the
+// configuration's words (c keeps its defaults there); err is YAML that
+// cannot be parsed at all.
+func (c *Config) decode(data []byte) (problems []string, err error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if doc.Kind == 0 {
+		return nil, nil // empty file
+	}
+	problems = checkYAML(&doc, reflect.TypeFor[Config]())
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	derr := dec.Decode(c) // decodes what it can past a bad value
+	if len(problems) == 0 && derr != nil && !errors.Is(derr, io.EOF) {
+		// Something checkYAML does not know of: yaml's own words.
+		var te *yaml.TypeError
+		if errors.As(derr, &te) {
+			return te.Errors, nil
+		}
+		return []string{derr.Error()}, nil
+	}
+	return problems, nil
+}
+
+// applyEnv reads the SENDID_* variables (README: Configuration).
 func (c *Config) applyEnv(getenv func(string) string) error {
 	var problems []string
 	str := func(name string, dst *string) {
@@ -251,6 +303,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	str("SENDID_GATEWAY_ADDR", &c.Gateway.Addr)
 	dur("SENDID_LANE_FAILOVER", &c.LaneFailover)
 
 	// The default group: present unless the file lists groups without it
@@ -400,6 +453,7 @@ func (c *Config) Validate(dev bool) error {
 			add("reply_subjects[%d]: %q is not a NATS subject pattern", i, pat)
 		}
 	}
+	c.validateGateway(add)
 	if len(c.AppGroups) == 0 {
 		add("app_groups: at least one app group is required")
 	}
@@ -472,7 +526,7 @@ func (c *Config) LoadKeys(getenv func(string) string, dev bool) (map[string]Secr
 		}
 		if v == "" {
 			if dev {
-				v = "dev-key"
+				v = DevKey
 			} else {
 				p = append(p, fmt.Sprintf("app_groups.%s: no API key (set %s)", g.Name, keySource(g)))
 				continue

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestEnvNames(t *testing.T) {
 // validates.
 func TestConfigs(t *testing.T) {
 	for _, f := range files(t) {
-		if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
+		if (strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml")) && !isTemplate(f) {
 			docs(t, f)
 		}
 	}
@@ -133,8 +134,11 @@ func TestConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("sendid.example.yaml", b)
-	cm := docs(t, "kubernetes/configmap.yaml")[0]
-	check("kubernetes/configmap.yaml", []byte(str(get(cm, "data", "sendid.yaml"))))
+	b, err = os.ReadFile("kubernetes/base/sendid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("kubernetes/base/sendid.yaml", b)
 }
 
 // The operations paths the manifests name are served by the binary's handler.
@@ -147,94 +151,6 @@ func TestOpsPathsServed(t *testing.T) {
 			t.Fatalf("%s: %v %v", p, err, resp)
 		}
 		resp.Body.Close()
-	}
-}
-
-func TestKubernetes(t *testing.T) {
-	dep := docs(t, "kubernetes/deployment.yaml")[0]
-	if get(dep, "spec", "replicas") != 2 {
-		t.Errorf("replicas %v, want 2", get(dep, "spec", "replicas"))
-	}
-	pod := get(dep, "spec", "template", "spec")
-	c := get(pod, "containers", 0)
-	httpAddr := config.Default().HTTPAddr
-	for _, e := range get(c, "env").([]any) {
-		if str(get(e, "name")) == "SENDID_HTTP_ADDR" {
-			httpAddr = str(get(e, "value"))
-		}
-	}
-	var portName string
-	for _, p := range get(c, "ports").([]any) {
-		if get(p, "containerPort") == mustAtoi(t, port(t, httpAddr)) {
-			portName = str(get(p, "name"))
-		}
-	}
-	if portName == "" {
-		t.Fatalf("no containerPort for the HTTP address %s", httpAddr)
-	}
-	for probe, path := range map[string]string{"livenessProbe": ops.HealthPath, "readinessProbe": ops.ReadyPath} {
-		if got := str(get(c, probe, "httpGet", "path")); got != path {
-			t.Errorf("%s path %q, want %q", probe, got, path)
-		}
-		if got := get(c, probe, "httpGet", "port"); got != portName {
-			t.Errorf("%s port %v, want %q", probe, got, portName)
-		}
-	}
-	if get(pod, "securityContext", "runAsNonRoot") != true || get(c, "securityContext", "readOnlyRootFilesystem") != true ||
-		get(c, "securityContext", "allowPrivilegeEscalation") != false {
-		t.Error("the container must run as non-root with a read-only root filesystem and no privilege escalation")
-	}
-	if get(c, "resources", "requests") == nil || get(c, "resources", "limits") == nil {
-		t.Error("resources missing")
-	}
-	// -config points into the ConfigMap mount; key files into the Secret mount.
-	args := get(c, "args").([]any)
-	mounts := map[string]string{}
-	for _, m := range get(c, "volumeMounts").([]any) {
-		mounts[str(get(m, "name"))] = str(get(m, "mountPath"))
-	}
-	if len(args) != 2 || args[0] != "-config" || str(args[1]) != mounts["config"]+"/sendid.yaml" {
-		t.Errorf("args %v do not name the mounted config %s/sendid.yaml", args, mounts["config"])
-	}
-	cm := docs(t, "kubernetes/configmap.yaml")[0]
-	cfg, err := config.Parse([]byte(str(get(cm, "data", "sendid.yaml"))), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := docs(t, "kubernetes/secret.yaml")[0]
-	for _, g := range cfg.Groups() {
-		dir, key := filepath.Split(g.APIKeyFile)
-		if filepath.Clean(dir) != mounts["braze-keys"] || get(secret, "stringData", key) == nil {
-			t.Errorf("group %s key file %s is not a key of the mounted Secret", g.Name, g.APIKeyFile)
-		}
-	}
-	if p := port(t, cfg.HTTPAddr); p != port(t, httpAddr) {
-		t.Errorf("ConfigMap http_addr port %s differs from the container's %s", p, port(t, httpAddr))
-	}
-	// Service → container port; ServiceMonitor → Service port and metrics path.
-	var svcPort string
-	kinds := map[string]bool{}
-	for _, d := range docs(t, "kubernetes/service.yaml") {
-		kinds[str(d["kind"])] = true
-		switch d["kind"] {
-		case "Service":
-			svcPort = str(get(d, "spec", "ports", 0, "name"))
-			if tp := get(d, "spec", "ports", 0, "targetPort"); tp != portName {
-				t.Errorf("Service targetPort %v, want %q", tp, portName)
-			}
-		case "ServiceMonitor":
-			if p := str(get(d, "spec", "endpoints", 0, "path")); p != ops.MetricsPath {
-				t.Errorf("ServiceMonitor path %q", p)
-			}
-			if p := str(get(d, "spec", "endpoints", 0, "port")); p != svcPort {
-				t.Errorf("ServiceMonitor port %q, Service port %q", p, svcPort)
-			}
-		}
-	}
-	for _, k := range []string{"Service", "PodDisruptionBudget", "ServiceMonitor"} {
-		if !kinds[k] {
-			t.Errorf("no %s", k)
-		}
 	}
 }
 
@@ -269,6 +185,33 @@ func TestCompose(t *testing.T) {
 	if workers != 2 {
 		t.Errorf("%d worker services, want 2", workers)
 	}
+	// One build (shared by every sendid service), the NATS version the code
+	// pins, healthchecks on /readyz and a grace period above the shutdown
+	// timeout.
+	builds := 0
+	for name, svc := range services {
+		if get(svc, "build") != nil {
+			builds++
+		}
+		env, _ := get(svc, "environment").(map[string]any)
+		if env == nil {
+			continue
+		}
+		hc := strings.Join(strs(get(svc, "healthcheck", "test")), " ")
+		if !strings.HasSuffix(hc, ":"+port(t, str(env["SENDID_HTTP_ADDR"]))+ops.ReadyPath) {
+			t.Errorf("%s: healthcheck %q does not ask /readyz on its HTTP port", name, hc)
+		}
+		if d, err := time.ParseDuration(str(get(svc, "stop_grace_period"))); err != nil || d <= config.Default().Shutdown {
+			t.Errorf("%s: stop_grace_period %v must exceed the shutdown timeout %s", name, get(svc, "stop_grace_period"), config.Default().Shutdown)
+		}
+	}
+	if builds != 1 {
+		t.Errorf("%d services build the image, want 1", builds)
+	}
+	natsImage := str(get(services, "nats", "image"))
+	if want := "nats:" + natsServerMinor(t); !strings.HasPrefix(natsImage, want) {
+		t.Errorf("nats image %s, want %s (the nats-server version go.mod pins)", natsImage, want)
+	}
 }
 
 func TestSystemdUnit(t *testing.T) {
@@ -290,14 +233,31 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		kv[k] = append(kv[k], v)
 	}
-	env := map[string]string{}
 	for _, e := range kv["Environment"] {
-		k, v, _ := strings.Cut(e, "=")
-		env[k] = v
+		if strings.HasPrefix(e, "SENDID_") {
+			t.Errorf("Environment=%s would silently override the config file", e)
+		}
 	}
 	exec := strings.Fields(kv["ExecStart"][0])
-	if exec[0] != "/usr/local/bin/sendid-worker" || len(exec) != 3 || exec[1] != "-config" || exec[2] != env["SENDID_CONFIG"] {
-		t.Errorf("ExecStart %v does not match SENDID_CONFIG %q", exec, env["SENDID_CONFIG"])
+	if exec[0] != "/usr/local/bin/sendid-worker" || len(exec) != 3 || exec[1] != "-config" || !filepath.IsAbs(exec[2]) {
+		t.Errorf("ExecStart %v, want sendid-worker -config <file>", exec)
+	}
+	if r := kv["RestartPreventExitStatus"]; len(r) != 1 || r[0] != "2" {
+		t.Errorf("RestartPreventExitStatus %v, want 2 (a bad configuration must not restart in a loop)", r)
+	}
+	// The user exists: sysusers.d creates it (or systemd does, DynamicUser).
+	sysusers, err := os.ReadFile("systemd/sendid.sysusers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := map[string]bool{}
+	for _, line := range strings.Split(string(sysusers), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "u" {
+			created[f[1]] = true
+		}
+	}
+	if u := kv["User"]; len(u) != 1 || !created[u[0]] && kv["DynamicUser"] == nil {
+		t.Errorf("User %v is not created by systemd/sendid.sysusers", u)
 	}
 	if u := kv["User"]; len(u) != 1 || u[0] == "root" || u[0] == "" {
 		t.Errorf("User %v", u)
@@ -325,6 +285,27 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^USER 65532`).MatchString(s) || !strings.Contains(s, "CGO_ENABLED=0") {
 		t.Error("the image must be static and run as a non-root user")
 	}
+	// Every base image is pinned by digest; the default (last) stage, the
+	// production image, carries no simulator; the Go image can build go.mod.
+	froms := regexp.MustCompile(`(?m)^FROM (\S+)`).FindAllStringSubmatch(s, -1)
+	for _, f := range froms {
+		if !regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(f[1]) {
+			t.Errorf("FROM %s is not pinned by digest", f[1])
+		}
+	}
+	stages := strings.Split(s, "\nFROM ")
+	if last := stages[len(stages)-1]; !strings.Contains(last, "AS production") || strings.Contains(last, "brazesim") || strings.Contains(last, "/out/dev") {
+		t.Error("the last stage (the default target) must be the production image, without brazesim")
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)`).FindStringSubmatch(string(gomod))
+	goTag := regexp.MustCompile(`^golang:(\d+\.\d+(?:\.\d+)?)`).FindStringSubmatch(froms[0][1])
+	if goLine == nil || goTag == nil || versionLess(goTag[1], goLine[1]) {
+		t.Errorf("build image %s cannot build go.mod's go %v", froms[0][1], goLine)
+	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("docker not installed: image build skipped")
 	}
@@ -342,6 +323,47 @@ func TestDockerfile(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out.String())
 	}
+}
+
+func strs(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		out = append(out, str(x))
+	}
+	return out
+}
+
+// natsServerMinor is the major.minor of the nats-server module go.mod pins.
+func natsServerMinor(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`nats-server/v2 v(\d+\.\d+)\.`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("go.mod pins no nats-server")
+	}
+	return m[1]
+}
+
+// versionLess compares dotted version numbers.
+func versionLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 func mustAtoi(t *testing.T, s string) int {

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Job is an upstream request to create one send ID (ARCHITECTURE.md §3).
+// Job is an upstream request to create one send ID (README: Message contract).
 type Job struct {
 	CampaignID string          `json:"campaign_id"`
 	SendID     string          `json:"send_id,omitempty"`
@@ -163,7 +163,7 @@ func printableASCII(s string) bool {
 // ValidID reports whether s can be a job id: 1–128 bytes of printable ASCII.
 func ValidID(s string) bool { return s != "" && len(s) <= MaxIDBytes && printableASCII(s) }
 
-// Result is a final result or a deferred notice (ARCHITECTURE.md §3).
+// Result is a final result or a deferred notice (README: Message contract).
 type Result struct {
 	ID            string          `json:"id"`
 	AppGroup      string          `json:"app_group"`

@@ -29,6 +29,9 @@ type ConnOptions struct {
 	// authentication failures still fail at once.
 	RetryOnFailedConnect bool
 	Log                  *zap.Logger
+	// User and Password, or Token, authenticate without a creds or nkey
+	// file (sendidctl reads them from a nats CLI context).
+	User, Password, Token string
 }
 
 // Connect dials NATS with reconnect-forever and jittered backoff. Connection
@@ -48,7 +51,11 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		nats.ReconnectWait(wait),
 		nats.ReconnectJitter(wait/2, wait),
 		nats.PingInterval(20 * time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() && err == nil {
+				log.Debug("nats connection closed") // our own Close or Drain: no warning
+				return
+			}
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -67,6 +74,12 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
 	}
 	if o.NKeyFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)

@@ -115,3 +115,15 @@ func OpenRecords(ctx context.Context, js jetstream.JetStream) (*Records, error) 
 	}
 	return NewRecords(jobs, pairs), nil
 }
+
+// untilResumed is how far ahead a pause "until resumed" is set: JetStream's
+// consumer pause needs an end, so it gets one nobody will wait for.
+const untilResumed = 100 * 365 * 24 * time.Hour
+
+// UntilResumed is the end PauseLane is given for a pause that lasts until
+// ResumeLane.
+func UntilResumed(now time.Time) time.Time { return now.Add(untilResumed) }
+
+// PausedUntilResumed reports whether a pause ending at until (as seen at
+// now) is one that lasts until resumed.
+func PausedUntilResumed(until, now time.Time) bool { return until.Sub(now) > untilResumed/2 }

@@ -82,7 +82,16 @@ func (f *forecastSnapshot) forecast(ctx context.Context, now time.Time, pol quot
 			return 0, time.Time{}, err
 		}
 		f.u, f.at, f.tokens = u, now, src.tokens(u)
-		f.ahead = max(pending-f.held, 0)
+		f.ahead = pending - f.held
+		if f.ahead < 0 {
+			// The lane holds a slot whose message the consumer no longer
+			// counts (acked, or not fetched): the ledger counts that slot,
+			// yet no job stands behind it. Left as used, it deferred the
+			// job that would take the period's last slot.
+			f.u.Used += f.ahead
+			f.u.Remaining -= f.ahead
+			f.ahead = 0
+		}
 		f.pause = time.Time{}
 		if paused {
 			f.pause = now.Add(pausedFor)

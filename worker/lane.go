@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
@@ -36,6 +37,10 @@ type lane struct {
 	pmu         sync.Mutex
 	pausedUntil time.Time
 	pauseReason string
+
+	// lastPause is the reason of the pause before this one with no job
+	// done in between (run's goroutine only): a repeat is logged at debug.
+	lastPause string
 }
 
 // newLane builds the lane of group g (its consumer is set by Run).
@@ -127,7 +132,12 @@ func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	l.pmu.Unlock()
 	g := w.o.Metrics.Paused.WithLabelValues(l.group, reason)
 	g.Set(1)
-	w.log.Info("lane paused", zap.String("app_group", l.group), zap.String("reason", reason), zap.Time("until", until))
+	lvl := zapcore.InfoLevel
+	if l.lastPause == reason {
+		lvl = zapcore.DebugLevel // e.g. a spent quota rechecked every few minutes until its reset
+	}
+	l.lastPause = reason
+	w.log.Log(lvl, "lane paused", zap.String("app_group", l.group), zap.String("reason", reason), zap.Time("until", until))
 	select {
 	case <-w.o.Clock.After(d):
 	case <-ctx.Done():
@@ -188,6 +198,7 @@ func (l *lane) run(ctx, hard context.Context) {
 		switch n.reason {
 		case "":
 			faults = 0
+			l.lastPause = ""
 		case "config_fault":
 			faults++
 			d := backoff(faults, 5*time.Second, 5*time.Minute, w.jitter)

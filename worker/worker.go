@@ -120,6 +120,7 @@ func setDefault[T int | time.Duration](v *T, d T) {
 }
 
 func (w *Worker) newLane(g Group) *lane {
+	w.o.Metrics.InitGroup(g.Name)
 	w.o.Policies.Set(g.Name, g.Policy)
 	w.o.Pacer.Set(g.Name, g.Policy)
 	return newLane(w, g)
@@ -203,6 +204,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("control subjects: %w", err)
 	}
 	defer stopControl()
+	defer w.observeOperatorPauses()()
 
 	w.mu.Lock()
 	w.runCtx, w.hardCtx, w.wg, w.running = ctx, hardCtx, &wg, true

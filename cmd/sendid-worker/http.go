@@ -28,7 +28,7 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: ops.Handler(reg, level, ready, withPprof), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -58,11 +58,14 @@ var (
 	descCap       = prometheus.NewDesc("sendid_quota_cap", "Effective cap of the current quota period.", []string{"app_group"}, nil)
 	descUsed      = prometheus.NewDesc("sendid_quota_used", "Slots used in the current quota period.", []string{"app_group"}, nil)
 	descRemaining = prometheus.NewDesc("sendid_quota_remaining", "Slots left in the current quota period.", []string{"app_group"}, nil)
-	descReset     = prometheus.NewDesc("sendid_quota_period_end_seconds", "End of the current quota period (Unix seconds).", []string{"app_group"}, nil)
+	descReset     = prometheus.NewDesc("sendid_quota_period_end_timestamp_seconds", "End of the current quota period (Unix seconds).", []string{"app_group"}, nil)
 	descBacklog   = prometheus.NewDesc("sendid_backlog", "Admitted jobs waiting or in flight.", []string{"app_group"}, nil)
 )
 
 // quotaCollector reads the ledger and the lane consumers at scrape time.
+// These gauges describe a whole app group, not this replica, so only the
+// replica that owns the group's lane exports them (see exportsGroup): a sum
+// over instances then counts each group once.
 type quotaCollector struct {
 	mu       sync.Mutex
 	w        *worker.Worker
@@ -93,6 +96,9 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, g := range w.Groups() {
+		if !exportsGroup(w, g) {
+			continue
+		}
 		if u, err := ledger.Usage(ctx, g); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(u.Cap), g)
 			ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(u.Used), g)
@@ -105,4 +111,12 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// exportsGroup reports whether this replica exports the group-wide gauges
+// of group: the replica that owns the group's lane. It is the one place
+// that decides it; until lanes report an owner, every replica owns every
+// group's lane and exports its gauges.
+func exportsGroup(w *worker.Worker, group string) bool {
+	return true
 }

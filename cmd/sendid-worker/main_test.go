@@ -279,9 +279,10 @@ func (s *syncBuffer) String() string {
 }
 
 // TestSecretsNeverPrinted runs the daemon at debug level through rejected
-// keys, a key rotation, successes and a SIGHUP reload, and greps every byte
-// it printed, its metrics, its log-level endpoint and -check-config output
-// for the keys.
+// keys, a key rotation, successes, gateway requests with good, rotated-out,
+// unknown and gateway tokens, and a SIGHUP reload, and greps every byte it
+// printed, its metrics, its log-level endpoint, the gateway's answers and
+// -check-config output for the keys and tokens.
 func TestSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
 	const wrong, right = "sk-WRONG-0123456789abcdef", "sk-RIGHT-fedcba9876543210"
@@ -293,8 +294,14 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(wrong), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	const gwToken, unknownToken = "gwtok-SECRET-31415926535", "sk-UNKNOWN-2718281828"
+	cfgFile := filepath.Join(t.TempDir(), "sendid.yaml")
+	if err := os.WriteFile(cfgFile, []byte("app_groups:\n  default:\n    gateway_tokens_env: TEST_GATEWAY_TOKENS\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY_FILE": keyFile,
-		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
+		"SENDID_LOG_LEVEL": "debug", "SENDID_HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)),
+		"SENDID_CONFIG": cfgFile, "TEST_GATEWAY_TOKENS": gwToken, "SENDID_GATEWAY_ADDR": fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
@@ -310,10 +317,38 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "3 results", 20*time.Second, func() bool { return res.finals() == 3 })
+	var scraped strings.Builder
+	gw := "http://" + env["SENDID_GATEWAY_ADDR"]
+	for i, c := range []struct {
+		token string
+		want  int
+	}{{right, 201}, {gwToken, 201}, {wrong, 401}, {unknownToken, 401}, {"", 401}} {
+		req, _ := http.NewRequest(http.MethodPost, gw+"/sends/id/create", strings.NewReader(fmt.Sprintf(`{"campaign_id":"c","send_id":"gw-%d"}`, i)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("gw-job-%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("gateway request %d: %d %s, want %d", i, resp.StatusCode, b, c.want)
+		}
+		fmt.Fprintln(&scraped, resp.Header, string(b))
+		req, _ = http.NewRequest(http.MethodGet, gw+fmt.Sprintf("/jobs/gw-job-%d", i), nil)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Fprintln(&scraped, resp.Header, string(b))
+	}
 	hup <- syscall.SIGHUP
 	time.Sleep(200 * time.Millisecond)
 
-	var scraped strings.Builder
 	for _, p := range []string{"/metrics", "/loglevel", "/readyz", "/healthz"} {
 		resp, err := http.Get(d.http + p)
 		if err != nil {
@@ -334,7 +369,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(out.String(), "BRAZE REJECTED THE CONFIGURATION") || !strings.Contains(out.String(), "configuration reloaded") {
 		t.Fatalf("the run did not go through the 401 and the reload:\n%s", tail(out.String(), 3000))
 	}
-	for _, k := range []string{wrong, right, wrong[3:], right[3:]} {
+	if !strings.Contains(out.String(), "gateway listening") {
+		t.Fatalf("the gateway did not run:\n%s", tail(out.String(), 3000))
+	}
+	for _, k := range []string{wrong, right, wrong[3:], right[3:], gwToken, gwToken[6:], unknownToken, unknownToken[3:]} {
 		if strings.Contains(all, k) {
 			t.Fatalf("secret %q printed", k)
 		}

@@ -27,6 +27,8 @@ import (
 	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/config"
+	"github.com/sendid/sendid/gateway"
+	"github.com/sendid/sendid/internal/version"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/worker"
@@ -38,7 +40,9 @@ type flags struct {
 	dev         bool
 	checkConfig bool
 	pprof       bool
+	version     bool
 	set         map[string]string // config flag name → value, only those given
+	usage       string            // the flags' help, for -h
 }
 
 func parseFlags(args []string, getenv func(string) string) (flags, error) {
@@ -48,6 +52,7 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	fs.BoolVar(&f.dev, "dev", false, "embedded NATS server and Braze simulator: runs with nothing else installed")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof on the HTTP address")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	names := []struct{ name, help string }{
 		{"nats-url", "NATS servers (env SENDID_NATS_URL)"},
 		{"braze-url", "Braze REST endpoint (env SENDID_BRAZE_URL)"},
@@ -60,8 +65,13 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	for _, n := range names {
 		vals[n.name] = fs.String(n.name, "", n.help)
 	}
+	f.usage = flagUsage(fs)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return f, fmt.Errorf("%w: %v", errUsage, err)
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: %v (sendid-worker -h lists the flags)", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -75,15 +85,18 @@ func parseFlags(args []string, getenv func(string) string) (flags, error) {
 	return f, nil
 }
 
-// loadConfig is defaults < file < env < flags, then Validate and the keys.
+// loadConfig is defaults < file < env < flags, then Validate, the files the
+// configuration names and the keys: every problem in one error.
 func loadConfig(f flags, getenv func(string) string) (*config.Config, map[string]config.Secret, error) {
 	cfg, err := config.Load(f.configPath, getenv)
-	if err != nil {
+	if cfg == nil {
 		return nil, nil, err
 	}
+	problems := config.Problems(err)
 	if f.dev && getenv("SENDID_LOG_FORMAT") == "" {
 		cfg.Log.Format = "console"
 	}
+	devLoopback(f, cfg, getenv)
 	for name, v := range f.set {
 		switch name {
 		case "nats-url":
@@ -100,12 +113,12 @@ func loadConfig(f flags, getenv func(string) string) (*config.Config, map[string
 			cfg.Dev.DataDir = v
 		}
 	}
-	if err := cfg.Validate(f.dev); err != nil {
-		return nil, nil, err
-	}
+	problems = append(problems, config.Problems(cfg.Validate(f.dev))...)
+	problems = append(problems, cfg.CheckFiles()...)
 	keys, err := cfg.LoadKeys(getenv, f.dev)
-	if err != nil {
-		return nil, nil, err
+	problems = append(problems, config.Problems(err)...)
+	if len(problems) > 0 {
+		return nil, nil, &config.Error{Problems: problems}
 	}
 	return cfg, keys, nil
 }
@@ -117,6 +130,7 @@ func newLogger(cfg *config.Config, out io.Writer) (*zap.Logger, zap.AtomicLevel,
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder // "2s", not 2.000000
 	var enc zapcore.Encoder
 	if cfg.Log.Format == "console" {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
@@ -131,8 +145,16 @@ func newLogger(cfg *config.Config, out io.Writer) (*zap.Logger, zap.AtomicLevel,
 
 func run(ctx context.Context, args []string, getenv func(string) string, hup <-chan os.Signal, stdout io.Writer) error {
 	f, err := parseFlags(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, f.usage)
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "sendid-worker %s (%s)\n", version.String(), version.Go())
+		return nil
 	}
 	cfg, keys, err := loadConfig(f, getenv)
 	if err != nil {
@@ -140,6 +162,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	}
 	if f.checkConfig {
 		if _, err := buildGroups(cfg, keys, "", zap.NewNop()); err != nil {
+			return err
+		}
+		if err := checkGateway(f, cfg, keys, getenv); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
@@ -224,6 +249,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
+	reg.MustRegister(readyGauge(ready))
 	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
 	if err != nil {
 		return err
@@ -276,21 +302,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	}
 	wk.Store(w)
 	collector.set(w, ledger, js, subjects)
+	gw, err := startGateway(ctx, f, cfg, keys, getenv, nc, js, buckets, ledger, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopGateway(gw)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	wg.Go(func() { watchReload(reloadCtx, f, getenv, hup, w, simURL, log) })
+	wg.Go(func() { watchReload(reloadCtx, f, getenv, hup, w, gw, simURL, log) })
 
-	log.Info("sendid-worker started", zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
+	wg.Go(func() { logShutdown(ctx, reloadCtx, cfg.Shutdown, log) })
+	log.Info("sendid-worker started", zap.String("version", version.String()), zap.String("go", version.Go()),
+		zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
-		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, cfg.HTTPAddr, cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		printGatewayBanner(stdout, gw, keys)
 	}
 	runErr := w.Run(ctx)
 	stopping.Store(true)
 	stopReload()
+	stopGateway(gw) // a producer: stopped before the connection drains
 	if runErr != nil {
 		return fmt.Errorf("worker: %w", runErr)
 	}
@@ -359,7 +394,7 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 // watchReload re-reads configuration and keys on SIGHUP and when a key
 // file changes, and applies them without dropping a job. Between reloads it
 // only stats the key files it knows of.
-func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <-chan os.Signal, w *worker.Worker, simURL string, log *zap.Logger) {
+func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <-chan os.Signal, w *worker.Worker, gw *gateway.Gateway, simURL string, log *zap.Logger) {
 	files := keyFiles(f, getenv)
 	stamp := stamps(files)
 	tick := time.NewTicker(2 * time.Second)
@@ -389,6 +424,9 @@ func watchReload(ctx context.Context, f flags, getenv func(string) string, hup <
 		if err == nil {
 			err = w.Reload(groups)
 		}
+		if err == nil {
+			err = reloadGateway(gw, cfg, keys, getenv)
+		}
 		if err != nil {
 			log.Error("reload failed", zap.String("trigger", why), zap.Error(err))
 			continue
@@ -407,6 +445,9 @@ func keyFiles(f flags, getenv func(string) string) []string {
 	for _, g := range cfg.Groups() {
 		if g.APIKeyFile != "" {
 			out = append(out, g.APIKeyFile)
+		}
+		if t := cfg.AppGroups[g.Name].GatewayTokensFile; t != "" {
+			out = append(out, t)
 		}
 	}
 	return out
@@ -457,6 +498,9 @@ func startDevNATS(cfg *config.Config, log *zap.Logger) (*server.Server, error) {
 			return nil, &config.Error{Problems: []string{"nats.url: bad port " + p}}
 		}
 	}
+	if err := portFree(host, port); err != nil {
+		return nil, err
+	}
 	dir, err := filepath.Abs(filepath.Join(cfg.Dev.DataDir, "nats"))
 	if err != nil {
 		return nil, err
@@ -498,7 +542,7 @@ const devBanner = `
   sendid-worker is running in -dev mode
     NATS (JetStream)  %s
     Braze simulator   %s
-    metrics, health   http://%s/metrics  /readyz
+    metrics, health   %s/metrics  /readyz
 
   Submit a job and read its result with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):

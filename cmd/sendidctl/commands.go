@@ -15,79 +15,37 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/worker"
 )
 
-// conn holds the connection flags shared by every command.
-type conn struct {
-	server, creds, nkey, tlsCert, tlsKey, tlsCA, prefix string
-	timeout                                             time.Duration
-	json                                                bool
+func init() {
+	register(&command{name: "submit", args: "[--group G] [--campaign C --send-id S --id I --not-after T --meta JSON] [--wait]",
+		summary: "submit a job from flags, or a JSON job on stdin; --wait prints its deferred notice and final result", setup: setupSubmit})
+	register(&command{name: "quota", args: "[group]",
+		summary: "cap, used, remaining, next reset, backlog, pause state and drain ETA per app group", setup: setupQuota})
+	register(&command{name: "dead", args: "ls | replay <id>|--all [--reply-to S] | rm <id>|--all",
+		summary: "list dead-lettered jobs, send them back through admission, or remove them", setup: setupDead})
+	register(&command{name: "pause", args: "<group> [--until RFC3339 | --for DURATION]",
+		summary: "stop a group's Braze calls on every replica (without --until or --for: until resumed)", setup: setupPause})
+	register(&command{name: "resume", args: "<group>", summary: "end a pause", setup: setupResume})
 }
-
-func newFlags(name string, getenv func(string) string) (*flag.FlagSet, *conn) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c := &conn{}
-	server := getenv("SENDID_NATS_URL")
-	if server == "" {
-		server = "nats://127.0.0.1:4222"
-	}
-	prefix := getenv("SENDID_SUBJECT_PREFIX")
-	if prefix == "" {
-		prefix = "sendid"
-	}
-	fs.StringVar(&c.server, "server", server, "NATS servers")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
-	fs.StringVar(&c.nkey, "nkey", "", "NATS nkey seed file")
-	fs.StringVar(&c.tlsCert, "tlscert", "", "TLS client certificate")
-	fs.StringVar(&c.tlsKey, "tlskey", "", "TLS client key")
-	fs.StringVar(&c.tlsCA, "tlsca", "", "TLS CA certificate")
-	fs.StringVar(&c.prefix, "prefix", prefix, "sendid subject prefix")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for NATS (and, with --wait, for the result)")
-	fs.BoolVar(&c.json, "json", false, "print JSON")
-	return fs, c
-}
-
-// parse parses flags wherever they stand among the positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
-func (c *conn) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := queue.Connect(queue.ConnOptions{URL: c.server, Name: "sendidctl", CredsFile: c.creds, NKeyFile: c.nkey,
-		CAFile: c.tlsCA, CertFile: c.tlsCert, KeyFile: c.tlsKey})
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
-}
-
-func (c *conn) subjects() queue.Subjects { return queue.Subjects{Prefix: c.prefix} }
 
 func printJSON(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(w, string(b))
 }
 
-func cmdSubmit(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	fs, c := newFlags("submit", getenv)
+// checkGroup refuses a name that cannot be an app group.
+func checkGroup(g string) error {
+	if !config.ValidGroupName(g) {
+		return fmt.Errorf("%w: %q is not an app group name (1-64 characters of a-z, 0-9, _ and -)", errUsage, g)
+	}
+	return nil
+}
+
+func setupSubmit(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 	group := fs.String("group", "default", "app group")
 	campaign := fs.String("campaign", "", "campaign_id (omit to read a JSON job from stdin)")
 	sendID := fs.String("send-id", "", "send_id")
@@ -96,99 +54,111 @@ func cmdSubmit(ctx context.Context, args []string, getenv func(string) string, s
 	notAfter := fs.String("not-after", "", "RFC 3339 deadline")
 	meta := fs.String("meta", "", "JSON echoed in results")
 	wait := fs.Bool("wait", false, "wait for the final result, printing deferred notices as they come")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	job := map[string]any{}
-	if *campaign == "" {
-		data, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
+	return func(ctx context.Context, pos []string) error {
+		c := e.conn
+		if len(pos) > 0 {
+			return fmt.Errorf("%w: submit takes no arguments, only flags (got %q)", errUsage, pos[0])
+		}
+		if err := checkGroup(*group); err != nil {
+			return err
+		}
+		job := map[string]any{}
+		if *campaign == "" {
+			data, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+			if err != nil {
+				return fmt.Errorf("read stdin: %w", err)
+			}
+			if err := json.Unmarshal(data, &job); err != nil {
+				return fmt.Errorf("%w: no --campaign, and stdin is not a JSON job (%v)", errUsage, err)
+			}
+		} else {
+			job["campaign_id"] = *campaign
+		}
+		set := func(k, v string) {
+			if v != "" {
+				job[k] = v
+			}
+		}
+		set("send_id", *sendID)
+		set("id", *id)
+		set("reply_to", *replyTo)
+		set("not_after", *notAfter)
+		if *meta != "" {
+			if !json.Valid([]byte(*meta)) {
+				return fmt.Errorf("%w: --meta is not JSON", errUsage)
+			}
+			job["meta"] = json.RawMessage(*meta)
+		}
+		if _, ok := job["id"]; !ok {
+			job["id"] = nuid.Next()
+		}
+		jobID := fmt.Sprint(job["id"])
+		nc, js, err := c.connect()
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(data, &job); err != nil {
-			return fmt.Errorf("%w: no --campaign and stdin is not a JSON job: %v", errUsage, err)
+		defer nc.Close()
+		var sub *nats.Subscription
+		if *wait {
+			inbox := nc.NewInbox()
+			job["reply_to"] = inbox
+			if sub, err = nc.SubscribeSync(inbox); err != nil {
+				return fmt.Errorf("subscribe to the reply inbox: %w", err)
+			}
 		}
-	} else {
-		job["campaign_id"] = *campaign
-	}
-	set := func(k, v string) {
-		if v != "" {
-			job[k] = v
+		body, err := json.Marshal(job)
+		if err != nil {
+			return fmt.Errorf("encode the job: %w", err)
 		}
-	}
-	set("send_id", *sendID)
-	set("id", *id)
-	set("reply_to", *replyTo)
-	set("not_after", *notAfter)
-	if *meta != "" {
-		job["meta"] = json.RawMessage(*meta)
-	}
-	if _, ok := job["id"]; !ok {
-		job["id"] = nuid.Next()
-	}
-	jobID := fmt.Sprint(job["id"])
-	nc, js, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	var sub *nats.Subscription
-	if *wait {
-		inbox := nc.NewInbox()
-		job["reply_to"] = inbox
-		if sub, err = nc.SubscribeSync(inbox); err != nil {
-			return err
+		subject := c.subjects().Jobs(*group)
+		if *group == queue.DefaultGroup {
+			subject = c.prefix + ".jobs"
 		}
-	}
-	body, err := json.Marshal(job)
-	if err != nil {
-		return err
-	}
-	subject := c.subjects().Jobs(*group)
-	if *group == queue.DefaultGroup {
-		subject = c.prefix + ".jobs"
-	}
-	pctx, cancel := context.WithTimeout(ctx, c.timeout)
-	ack, err := js.PublishMsg(pctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{queue.HeaderMsgID: []string{jobID}}})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("submit: %w", err)
-	}
-	if !*wait {
-		if c.json {
-			printJSON(stdout, map[string]any{"id": jobID, "subject": subject, "seq": ack.Sequence, "duplicate": ack.Duplicate})
-		} else {
-			fmt.Fprintf(stdout, "submitted job %s to %s (stream sequence %d)\n", jobID, subject, ack.Sequence)
-		}
-		return nil
-	}
-	deadline := time.Now().Add(c.timeout)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if errors.Is(err, nats.ErrTimeout) {
-			return &codedError{exitTimeout, fmt.Errorf("no final result for job %s within %s", jobID, c.timeout)}
+		pctx, cancel := context.WithTimeout(ctx, c.timeout)
+		ack, err := js.PublishMsg(pctx, &nats.Msg{Subject: subject, Data: body, Header: nats.Header{queue.HeaderMsgID: []string{jobID}}})
+		cancel()
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("no stream takes %s: no sendid worker has started against this NATS server (or --prefix is wrong)", subject)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("submit: %w", err)
 		}
-		var r queue.Result
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			return fmt.Errorf("undecodable result: %w", err)
-		}
-		if c.json {
-			fmt.Fprintln(stdout, string(m.Data))
-		} else {
-			fmt.Fprintln(stdout, describe(r))
-		}
-		switch r.Status {
-		case queue.StatusDeferred:
-			continue
-		case queue.StatusCreated:
+		if !*wait {
+			if c.json {
+				printJSON(e.stdout, map[string]any{"id": jobID, "subject": subject, "seq": ack.Sequence, "duplicate": ack.Duplicate})
+			} else {
+				fmt.Fprintf(e.stdout, "submitted job %s to %s (stream sequence %d)\n", jobID, subject, ack.Sequence)
+			}
 			return nil
-		case queue.StatusExpired:
-			return &codedError{exitExpired, fmt.Errorf("job %s expired", jobID)}
-		default:
-			return &codedError{exitFailed, fmt.Errorf("job %s failed", jobID)}
+		}
+		deadline := time.Now().Add(c.timeout)
+		for {
+			m, err := sub.NextMsg(time.Until(deadline))
+			if errors.Is(err, nats.ErrTimeout) {
+				return &codedError{exitTimeout, fmt.Errorf("no final result for job %s within %s (it stays queued; sendidctl job %s shows it)", jobID, c.timeout, jobID)}
+			}
+			if err != nil {
+				return fmt.Errorf("wait for the result: %w", err)
+			}
+			var r queue.Result
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				return fmt.Errorf("undecodable result: %w", err)
+			}
+			if c.json {
+				fmt.Fprintln(e.stdout, string(m.Data))
+			} else {
+				fmt.Fprintln(e.stdout, describe(r))
+			}
+			switch r.Status {
+			case queue.StatusDeferred:
+				continue
+			case queue.StatusCreated:
+				return nil
+			case queue.StatusExpired:
+				return &codedError{exitExpired, fmt.Errorf("job %s expired", jobID)}
+			default:
+				return &codedError{exitFailed, fmt.Errorf("job %s failed", jobID)}
+			}
 		}
 	}
 }
@@ -217,170 +187,288 @@ func deref(p *int) int {
 	return *p
 }
 
-func cmdQuota(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs, c := newFlags("quota", getenv)
-	pos, err := parse(fs, args)
+// status asks a worker for every group's status.
+func status(c *conn, nc *nats.Conn) ([]worker.GroupStatus, error) {
+	subj := c.subjects().QuotaSubject()
+	m, err := nc.Request(subj, nil, c.timeout)
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+		return nil, fmt.Errorf("no sendid worker answered on %s: is one running with subject prefix %q?", subj, c.prefix)
+	}
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("ask a worker on %s: %w", subj, err)
 	}
-	if len(pos) > 1 {
-		return fmt.Errorf("%w: quota takes at most one group", errUsage)
-	}
-	nc, _, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	m, err := nc.Request(c.subjects().QuotaSubject(), nil, c.timeout)
-	if err != nil {
-		return fmt.Errorf("no worker answered on %s: %w", c.subjects().QuotaSubject(), err)
-	}
-	var st []worker.GroupStatus
+	st := []worker.GroupStatus{}
 	if err := json.Unmarshal(m.Data, &st); err != nil {
-		return fmt.Errorf("worker answered: %s", m.Data)
-	}
-	if len(pos) == 1 {
-		kept := st[:0]
-		for _, g := range st {
-			if g.Group == pos[0] {
-				kept = append(kept, g)
-			}
+		var werr struct {
+			Error string `json:"error"`
 		}
-		if len(kept) == 0 {
-			return fmt.Errorf("app group %q is not configured", pos[0])
+		if json.Unmarshal(m.Data, &werr) == nil && werr.Error != "" {
+			return nil, fmt.Errorf("the worker could not read the quota: %s", werr.Error)
 		}
-		st = kept
+		return nil, fmt.Errorf("the worker's answer is not a status list: %.200s", m.Data)
 	}
-	if c.json {
-		printJSON(stdout, st)
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP GROUP\tCAP\tUSED\tREMAINING\tNEXT RESET\tBACKLOG\tPAUSED\tDRAIN ETA")
-	for _, g := range st {
-		paused := "no"
-		if g.Paused {
-			paused = g.PauseReason + " until " + g.PausedUntil.UTC().Format(time.RFC3339)
-		}
-		eta := "-"
-		if !g.DrainETA.IsZero() {
-			eta = g.DrainETA.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", g.Group, g.Cap, g.Used, g.Remaining, g.NextReset.Format(time.RFC3339), g.Backlog, paused, eta)
-	}
-	return tw.Flush()
+	return st, nil
 }
 
-func cmdDead(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs, c := newFlags("dead", getenv)
-	all := fs.Bool("all", false, "replay every dead letter")
-	replyTo := fs.String("reply-to", "", "send the replayed jobs' results here instead of their original reply subject")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 || (pos[0] != "ls" && pos[0] != "replay") {
-		return fmt.Errorf("%w: dead ls | dead replay <id>|--all", errUsage)
-	}
-	if pos[0] == "replay" && (len(pos) == 2) == *all {
-		return fmt.Errorf("%w: dead replay takes one job id or --all", errUsage)
-	}
-	nc, js, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	dead, err := queue.ListDead(cctx, js, c.subjects())
-	if err != nil {
-		return err
-	}
-	if pos[0] == "ls" {
+func setupQuota(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+	return func(ctx context.Context, pos []string) error {
+		c := e.conn
+		if len(pos) > 1 {
+			return fmt.Errorf("%w: quota takes at most one app group", errUsage)
+		}
+		nc, _, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		st, err := status(c, nc)
+		if err != nil {
+			return err
+		}
+		if len(pos) == 1 {
+			var kept []worker.GroupStatus
+			var names []string
+			for _, g := range st {
+				names = append(names, g.Group)
+				if g.Group == pos[0] {
+					kept = append(kept, g)
+				}
+			}
+			if len(kept) == 0 {
+				return fmt.Errorf("no app group %q (the workers have: %s)", pos[0], strings.Join(names, ", "))
+			}
+			st = kept
+		}
 		if c.json {
-			printJSON(stdout, dead)
+			printJSON(e.stdout, st)
 			return nil
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQ\tAPP GROUP\tJOB ID\tCAMPAIGN\tSEND ID\tAT\tREASON")
-		for _, d := range dead {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Group, d.Job.ID, d.Job.CampaignID, d.Job.SendID, d.At.UTC().Format(time.RFC3339), d.Reason)
+		now := time.Now()
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "APP GROUP\tCAP\tUSED\tREMAINING\tNEXT RESET\tBACKLOG\tPAUSED\tDRAIN ETA")
+		for _, g := range st {
+			eta := "-"
+			if !g.DrainETA.IsZero() {
+				eta = g.DrainETA.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", g.Group, g.Cap, g.Used, g.Remaining, g.NextReset.UTC().Format(time.RFC3339),
+				g.Backlog, pausedColumn(g, now), eta)
 		}
 		return tw.Flush()
 	}
-	rec, err := queue.OpenRecords(cctx, js)
-	if err != nil {
-		return err
-	}
-	var replayed []string
-	for _, d := range dead {
-		if !*all && d.Job.ID != pos[1] {
-			continue
-		}
-		if *replyTo != "" {
-			d.Job.ReplyTo = *replyTo
-		}
-		if err := queue.Replay(cctx, js, c.subjects(), rec, d); err != nil {
-			return err
-		}
-		replayed = append(replayed, d.Job.ID)
-	}
-	if len(replayed) == 0 && !*all {
-		return fmt.Errorf("no dead letter with job id %q", pos[1])
-	}
-	if c.json {
-		printJSON(stdout, map[string]any{"replayed": replayed})
-	} else {
-		fmt.Fprintf(stdout, "replayed %d job(s): %s\n", len(replayed), strings.Join(replayed, ", "))
-	}
-	return nil
 }
 
-func cmdPause(ctx context.Context, verb string, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs, c := newFlags(verb, getenv)
-	until := fs.String("until", "", "RFC 3339 end of the pause (default: until resumed)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// pausedColumn says why and until when a group is paused. A quota pause
+// lasts until the ledger frees a slot: the period's reset, or Braze's own
+// reset when it said the workspace is spent (the lane looks again every
+// few minutes, but that recheck is not when the pause ends).
+func pausedColumn(g worker.GroupStatus, now time.Time) string {
+	if !g.Paused {
+		return "no"
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: %s <group>", errUsage, verb)
+	end := g.PausedUntil
+	if g.PauseReason == "quota" {
+		end = g.NextReset
+		if g.BlockedUntil.After(now) {
+			end = g.BlockedUntil
+		}
 	}
-	group := pos[0]
-	nc, js, err := c.connect()
-	if err != nil {
-		return err
+	if queue.PausedUntilResumed(end, now) {
+		return g.PauseReason + " until resumed"
 	}
-	defer nc.Close()
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if verb == "resume" {
-		if err := queue.ResumeLane(cctx, js, c.subjects(), nc, group); err != nil {
+	return g.PauseReason + " until " + end.UTC().Format(time.RFC3339)
+}
+
+func setupDead(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+	all := fs.Bool("all", false, "replay or remove every dead letter")
+	replyTo := fs.String("reply-to", "", "replay: send the replayed jobs' results here instead of their original reply subject")
+	return func(ctx context.Context, pos []string) error {
+		c := e.conn
+		if len(pos) == 0 {
+			return fmt.Errorf("%w: dead needs ls, replay or rm", errUsage)
+		}
+		verb := pos[0]
+		switch verb {
+		case "ls":
+			if len(pos) > 1 || *all {
+				return fmt.Errorf("%w: dead ls takes no arguments", errUsage)
+			}
+		case "replay", "rm":
+			if (len(pos) == 2) == *all || len(pos) > 2 {
+				return fmt.Errorf("%w: dead %s takes one job id or --all", errUsage, verb)
+			}
+		default:
+			return fmt.Errorf("%w: dead %q: the subcommands are ls, replay and rm", errUsage, verb)
+		}
+		if *replyTo != "" && verb != "replay" {
+			return fmt.Errorf("%w: --reply-to goes with dead replay", errUsage)
+		}
+		nc, js, err := c.connect()
+		if err != nil {
 			return err
 		}
-		if c.json {
-			printJSON(stdout, map[string]any{"app_group": group, "paused": false})
+		defer nc.Close()
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		dead, err := queue.ListDead(cctx, js, c.subjects())
+		if err != nil {
+			return err
+		}
+		if dead == nil {
+			dead = []queue.DeadLetter{}
+		}
+		if verb == "ls" {
+			if c.json {
+				printJSON(e.stdout, dead)
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tAPP GROUP\tJOB ID\tCAMPAIGN\tSEND ID\tAT\tREASON")
+			for _, d := range dead {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Group, d.Job.ID, d.Job.CampaignID, d.Job.SendID, d.At.UTC().Format(time.RFC3339), d.Reason)
+			}
+			return tw.Flush()
+		}
+		var chosen []queue.DeadLetter
+		for _, d := range dead {
+			if *all || d.Job.ID == pos[1] {
+				chosen = append(chosen, d)
+			}
+		}
+		if len(chosen) == 0 && !*all {
+			return fmt.Errorf("no dead letter with job id %q (sendidctl dead ls lists them)", pos[1])
+		}
+		done := []string{}
+		if verb == "replay" {
+			rec, err := queue.OpenRecords(cctx, js)
+			if err != nil {
+				return err
+			}
+			for _, d := range chosen {
+				if *replyTo != "" {
+					d.Job.ReplyTo = *replyTo
+				}
+				if err := queue.Replay(cctx, js, c.subjects(), rec, d); err != nil {
+					return err
+				}
+				done = append(done, d.Job.ID)
+			}
 		} else {
-			fmt.Fprintf(stdout, "resumed %s\n", group)
+			st, err := js.Stream(cctx, queue.Stream)
+			if err != nil {
+				return err
+			}
+			for _, d := range chosen {
+				if err := st.DeleteMsg(cctx, d.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					return fmt.Errorf("remove the dead letter of job %s (sequence %d): %w", d.Job.ID, d.Seq, err)
+				}
+				done = append(done, d.Job.ID)
+			}
+		}
+		past := map[string]string{"replay": "replayed", "rm": "removed"}[verb]
+		if c.json {
+			printJSON(e.stdout, map[string]any{past: done})
+		} else {
+			fmt.Fprintf(e.stdout, "%s %d job(s): %s\n", past, len(done), strings.Join(done, ", "))
 		}
 		return nil
 	}
-	t := time.Now().AddDate(100, 0, 0)
-	if *until != "" {
-		if t, err = time.Parse(time.RFC3339, *until); err != nil {
-			return fmt.Errorf("%w: --until: %v", errUsage, err)
+}
+
+func setupPause(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+	until := fs.String("until", "", "RFC 3339 end of the pause, in the future")
+	forD := fs.Duration("for", 0, "length of the pause, e.g. 2h")
+	return func(ctx context.Context, pos []string) error {
+		c := e.conn
+		if len(pos) != 1 {
+			return fmt.Errorf("%w: pause takes one app group", errUsage)
 		}
+		group := pos[0]
+		if err := checkGroup(group); err != nil {
+			return err
+		}
+		now := time.Now()
+		var end time.Time
+		switch {
+		case *until != "" && *forD != 0:
+			return fmt.Errorf("%w: --until and --for are alternatives; give one", errUsage)
+		case *until != "":
+			t, err := time.Parse(time.RFC3339, *until)
+			if err != nil {
+				return fmt.Errorf("%w: --until %q is not an RFC 3339 time like 2026-11-28T08:00:00Z", errUsage, *until)
+			}
+			if !t.After(now) {
+				return fmt.Errorf("%w: --until %s is in the past; a pause must end in the future", errUsage, *until)
+			}
+			end = t
+		case *forD < 0:
+			return fmt.Errorf("%w: --for %s is negative", errUsage, *forD)
+		case *forD > 0:
+			end = now.Add(*forD)
+		default:
+			end = queue.UntilResumed(now)
+		}
+		nc, js, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		if err := queue.PauseLane(cctx, js, c.subjects(), nc, group, end); err != nil {
+			return laneError(group, err)
+		}
+		if err := nc.Flush(); err != nil {
+			return fmt.Errorf("pause %s: %w", group, err)
+		}
+		resumed := queue.PausedUntilResumed(end, now)
+		switch {
+		case c.json && resumed:
+			printJSON(e.stdout, map[string]any{"app_group": group, "paused": true, "until_resumed": true})
+		case c.json:
+			printJSON(e.stdout, map[string]any{"app_group": group, "paused": true, "until": end.UTC()})
+		case resumed:
+			fmt.Fprintf(e.stdout, "paused %s until resumed (sendidctl resume %s)\n", group, group)
+		default:
+			fmt.Fprintf(e.stdout, "paused %s until %s\n", group, end.UTC().Format(time.RFC3339))
+		}
+		return nil
 	}
-	if err := queue.PauseLane(cctx, js, c.subjects(), nc, group, t); err != nil {
-		return err
+}
+
+func setupResume(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+	return func(ctx context.Context, pos []string) error {
+		c := e.conn
+		if len(pos) != 1 {
+			return fmt.Errorf("%w: resume takes one app group", errUsage)
+		}
+		group := pos[0]
+		if err := checkGroup(group); err != nil {
+			return err
+		}
+		nc, js, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		if err := queue.ResumeLane(cctx, js, c.subjects(), nc, group); err != nil {
+			return laneError(group, err)
+		}
+		if c.json {
+			printJSON(e.stdout, map[string]any{"app_group": group, "paused": false})
+		} else {
+			fmt.Fprintf(e.stdout, "resumed %s\n", group)
+		}
+		return nil
 	}
-	if err := nc.Flush(); err != nil {
-		return err
+}
+
+// laneError says in words that a group has no lane consumer.
+func laneError(group string, err error) error {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("no app group %q: no worker has started a lane for it (sendidctl quota lists the groups)", group)
 	}
-	if c.json {
-		printJSON(stdout, map[string]any{"app_group": group, "paused": true, "until": t.UTC()})
-	} else {
-		fmt.Fprintf(stdout, "paused %s until %s\n", group, t.UTC().Format(time.RFC3339))
-	}
-	return nil
+	return err
 }

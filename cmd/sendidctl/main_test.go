@@ -19,6 +19,7 @@ import (
 
 	"github.com/sendid/sendid/braze/brazetest"
 	"github.com/sendid/sendid/internal/natstest"
+	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 	"github.com/sendid/sendid/worker"
 	"go.uber.org/zap/zaptest"
@@ -215,6 +216,33 @@ func TestDeadReplayAndPauseOnTwoReplicas(t *testing.T) {
 			t.Fatalf("after resume: %d calls", len(sim.Requests())-calls)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The four jobs end dead-lettered: dead rm removes one, then the rest.
+	var dead []queue.DeadLetter
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		code, out = ctl(t, server, "dead", "ls", "--json")
+		if code == 0 && json.Unmarshal([]byte(out), &dead) == nil && len(dead) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters after resume: %d %q", code, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	gone := dead[1].Job.ID
+	if code, out = ctl(t, server, "dead", "rm", gone); code != 0 || !strings.Contains(out, "removed 1 job(s): "+gone) {
+		t.Fatalf("dead rm: %d %q", code, out)
+	}
+	if code, out = ctl(t, server, "dead", "ls"); code != 0 || strings.Contains(out, gone) || !strings.Contains(out, dead[0].Job.ID) || !strings.Contains(out, dead[3].Job.ID) {
+		t.Fatalf("dead ls after rm: %d %q", code, out)
+	}
+	if code, out = ctl(t, server, "dead", "rm", "--all", "--json"); code != 0 || !strings.Contains(out, dead[0].Job.ID) || strings.Contains(out, gone) {
+		t.Fatalf("dead rm --all: %d %q", code, out)
+	}
+	if code, out = ctl(t, server, "dead", "ls", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("dead ls after rm --all: %d %q", code, out)
 	}
 }
 
