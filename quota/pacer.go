@@ -61,8 +61,9 @@ func (p *Pacer) limiter(group string) (*rate.Limiter, error) {
 }
 
 // Wait blocks until the group has a token, without taking it, or ctx ends.
-// The lane waits first and takes the token (Take) only once it has a job to
-// spend it on: an idle probe must not cost a token.
+// The lane waits first and takes the token only once it has a job to spend
+// it on (a pacing ledger takes it with the slot; see PaceWith): an idle
+// probe must not cost a token.
 //
 // (rate.Reservation.CancelAt cannot give back a token that was granted
 // without delay, so reserving first and cancelling later does not work.)
@@ -86,7 +87,8 @@ func (p *Pacer) Wait(ctx context.Context, group string) error {
 	}
 }
 
-// Take spends one of the group's tokens.
+// Take spends one of the group's tokens, outside a pacing ledger's
+// reservation.
 func (p *Pacer) Take(group string) {
 	if l, err := p.limiter(group); err == nil {
 		l.AllowN(p.clock.Now(), 1)
