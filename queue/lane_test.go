@@ -167,3 +167,41 @@ func TestLaneOneInFlight(t *testing.T) {
 		t.Fatalf("after the ack: %v", m)
 	}
 }
+
+// TestEnsureAdmissionUpdatesInPlace: admission's consumer of an older
+// version is updated in place to the pinned policy, keeping its jobs.
+func TestEnsureAdmissionUpdatesInPlace(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	_, js := s.Connect()
+	ctx := context.Background()
+	subj := queue.Subjects{Prefix: "sendid"}
+	if err := queue.EnsureStreams(ctx, js, queue.StreamSettings{Subjects: subj, Replicas: 1, DuplicateWindow: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, queue.Stream, jetstream.ConsumerConfig{
+		Durable: queue.AdmissionName, FilterSubjects: []string{"sendid.jobs", "sendid.jobs.*"}, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1024,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "sendid.jobs", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := queue.EnsureAdmission(ctx, js, subj, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.Config
+	if cfg.PriorityPolicy != jetstream.PriorityPolicyPinned || len(cfg.PriorityGroups) != 1 || cfg.PinnedTTL != 2*time.Second ||
+		cfg.AckWait != 2*time.Second || info.NumPending != 1 {
+		t.Fatalf("after update: %+v, pending %d", cfg, info.NumPending)
+	}
+	if m := fetchOne(t, c, time.Second); m == nil {
+		t.Fatal("no job through the priority group")
+	}
+}
