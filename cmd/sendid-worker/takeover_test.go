@@ -16,8 +16,8 @@ import (
 // TestReplicaTakeover runs two worker processes on one group, with a 200ms
 // Braze latency so that a kill lands in a call. The first owns the group;
 // the second, started later, pulls without receiving and is ready. The
-// owner is SIGKILLed mid-call: the other takes the group over and every job
-// is answered, its pairs called in publish order. Then a third process
+// owner is SIGKILLed at work (usually mid-call): the other takes the group
+// over and every job is answered, its pairs first called in publish order. Then a third process
 // joins and the new owner gets SIGTERM: the third takes over. The test
 // reports both takeover times (the owner's kill, or its exit after SIGTERM →
 // the next call at the simulator) against the failover time; it asserts no
@@ -129,6 +129,6 @@ func TestReplicaTakeover(t *testing.T) {
 			t.Errorf("t-%d: %+v", i, rs)
 		}
 	}
-	t.Logf("takeover (failover 5s, Braze latency 200ms): after SIGKILL of the owner mid-call %s; after the owner's exit on SIGTERM %s; %d calls for %d jobs",
+	t.Logf("takeover (failover 5s, Braze latency 200ms): after SIGKILL of the owner at work %s; after the owner's exit on SIGTERM %s; %d calls for %d jobs",
 		afterKill.Round(10*time.Millisecond), afterStop.Round(10*time.Millisecond), len(reqs), jobs)
 }
