@@ -70,6 +70,7 @@ func (o *ownership) owns(now time.Time) bool {
 	return o.pinned && (o.holding || now.Sub(o.renewed) < o.failover)
 }
 
+// owns uses the wall clock, not the worker's: the server times the pin.
 func (l *lane) owns() bool { return l.own.owns(time.Now()) }
 
 // Owns reports whether this replica owns group now: exactly one replica
