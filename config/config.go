@@ -97,6 +97,10 @@ type Braze struct {
 // Quota holds settings shared by every app group.
 type Quota struct {
 	Period time.Duration `yaml:"period"` // 24h
+	// ProbeInterval: when the rest of a period is blocked only by calls
+	// that may not have been charged (5xx, timeouts), a lane makes one
+	// probe call per interval; its answer settles the count.
+	ProbeInterval time.Duration `yaml:"probe_interval"` // 5m
 }
 
 // Log configures zap.
@@ -144,7 +148,7 @@ func Default() *Config {
 	return &Config{
 		NATS:          NATS{URL: "nats://127.0.0.1:4222", Name: "sendid-worker@" + host, ReconnectWait: 2 * time.Second},
 		Braze:         Braze{Timeout: 30 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
-		Quota:         Quota{Period: 24 * time.Hour},
+		Quota:         Quota{Period: 24 * time.Hour, ProbeInterval: 5 * time.Minute},
 		SubjectPrefix: "sendid",
 		HTTPAddr:      ":8080",
 		Log:           Log{Level: "info", Format: "json"},
@@ -415,6 +419,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Quota.Period < time.Second {
 		add("quota.period (SENDID_QUOTA_PERIOD): %s is shorter than 1s", c.Quota.Period)
+	}
+	if c.Quota.ProbeInterval < time.Second {
+		add("quota.probe_interval: %s is shorter than 1s", c.Quota.ProbeInterval)
 	}
 	if !subjectToken.MatchString(c.SubjectPrefix) {
 		add("subject_prefix (SENDID_SUBJECT_PREFIX): %q must be dot-separated tokens of [A-Za-z0-9_-]", c.SubjectPrefix)

@@ -43,8 +43,9 @@ var KeyDocs = map[string]KeyDoc{
 	"braze.retry_backoff": {Doc: "First retry delay; doubled per attempt, jittered."},
 	"braze.retry_max":     {Doc: "Longest retry delay."},
 
-	"quota":        {Doc: "Quota settings shared by every app group."},
-	"quota.period": {Env: "SENDID_QUOTA_PERIOD", Doc: "Quota period length (≥ 1s). A day's period starts at midnight in the group's `timezone`; shorter periods start at multiples of the period since the Unix epoch."},
+	"quota":                {Doc: "Quota settings shared by every app group."},
+	"quota.period":         {Env: "SENDID_QUOTA_PERIOD", Doc: "Quota period length (≥ 1s). A day's period starts at the first instant of the local day in the group's `timezone` (midnight, or the first instant after a DST gap at midnight); shorter periods start at multiples of the period since the Unix epoch. A change takes effect at the next period boundary."},
+	"quota.probe_interval": {Doc: "When the rest of a period is blocked only by calls that may not have been charged (5xx, timeouts), one probe call per interval settles the count (≥ 1s)."},
 
 	"subject_prefix": {Env: "SENDID_SUBJECT_PREFIX", Doc: "Root of every subject: `<prefix>.jobs.<group>`, `<prefix>.results.<group>`, …"},
 	"http_addr":      {Env: "SENDID_HTTP_ADDR", Default: "`:8080` (`127.0.0.1:8080` in `-dev`)", Doc: "Listen address of `/metrics`, `/healthz`, `/readyz` and `/loglevel`."},

@@ -20,7 +20,8 @@ type ledgerKit struct {
 
 func newKit(t *testing.T, start time.Time, pol quota.Policy) ledgerKit {
 	core, logs := observer.New(zap.InfoLevel)
-	k := ledgerKit{clock: quota.NewFakeClock(start), pols: quota.NewPolicies(zap.New(core)), logs: logs}
+	clock := quota.NewFakeClock(start)
+	k := ledgerKit{clock: clock, pols: quota.NewPolicies(zap.New(core)).UseClock(clock), logs: logs}
 	k.pols.Set("g", pol)
 	return k
 }
@@ -94,7 +95,8 @@ func TestLedgerSync(t *testing.T) {
 		if u, _ := l.Usage(ctx, "g"); u.Used != 60 {
 			t.Fatalf("used %d, want 60", u.Used)
 		}
-		// Braze counting less never lowers the count.
+		// Headers that come with no answer of ours (Sync) only raise the
+		// count; lowering it is Settle's, for the call it answers.
 		_ = l.Sync(ctx, "g", quota.Observation{Known: true, Limit: 100, Remaining: 90})
 		if u, _ := l.Usage(ctx, "g"); u.Used != 60 {
 			t.Fatalf("used %d, want 60", u.Used)

@@ -13,7 +13,7 @@ func TestForecast(t *testing.T) {
 	pol := quota.Policy{Cap: 100, Burst: 10, Period: 24 * time.Hour}
 	now := day0 // 09:00 UTC
 	u := quota.Usage{Cap: 100, Used: 95}
-	slot := 864 * time.Second // 24h / 100
+	slot := pol.Interval() // (24h - 100ms) / 100
 	d := func(n int) time.Time { return time.Date(2026, 11, 27+n, 0, 0, 0, 0, time.UTC) }
 	for _, tc := range []struct {
 		ahead int
@@ -41,10 +41,14 @@ func TestForecast(t *testing.T) {
 	// Short periods: cap 5 per 10s, burst 5, 12 jobs at an empty ledger.
 	p10 := quota.Policy{Cap: 5, Burst: 5, Period: 10 * time.Second}
 	t0 := time.Date(2026, 11, 27, 9, 0, 3, 0, time.UTC)
-	// Five jobs spend the burst now; 3.5 tokens refill by 09:00:10, so the
-	// next period's fourth job waits half an interval and the fifth 1.5.
-	for ahead, want := range map[int]time.Time{0: t0, 4: t0, 5: t0.Add(7 * time.Second), 7: t0.Add(7 * time.Second), 8: t0.Add(8 * time.Second), 9: t0.Add(10 * time.Second), 10: t0.Add(17 * time.Second)} {
-		if got := quota.Forecast(t0, p10, quota.Usage{Cap: 5}, 5, ahead); !got.Equal(want) {
+	// Five jobs spend the burst now; 7s/1.98s = 3.54 tokens refill by
+	// 09:00:10, so the next period's fourth job waits 0.46 of an interval
+	// and the fifth 1.46.
+	iv := p10.Interval() // (10s - 100ms) / 5
+	left := 1 - (7*time.Second%iv).Seconds()/iv.Seconds()
+	at := func(k float64) time.Time { return t0.Add(7*time.Second + time.Duration(k*float64(iv))) }
+	for ahead, want := range map[int]time.Time{0: t0, 4: t0, 5: at(0), 7: at(0), 8: at(left), 9: at(left + 1), 10: t0.Add(17 * time.Second)} {
+		if got := quota.Forecast(t0, p10, quota.Usage{Cap: 5}, 5, ahead); got.Sub(want).Abs() > time.Microsecond {
 			t.Errorf("10s ahead %d: %s, want %s", ahead, got, want)
 		}
 	}

@@ -2,8 +2,8 @@ package quota
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -71,7 +71,7 @@ func (p *Pacer) take(group string, stored Bucket, now time.Time) (Bucket, error)
 	}
 	if tokens < 1 {
 		if foreign { // continue it: Wait now waits for the group's token
-			p.commit(group, stored, true)
+			p.adopt(group, stored)
 		}
 		return Bucket{}, &Paced{Group: group, Until: now.Add(max(tokensWait(1-tokens, l.Limit()), time.Millisecond))}
 	}
@@ -79,26 +79,47 @@ func (p *Pacer) take(group string, stored Bucket, now time.Time) (Bucket, error)
 	return Bucket{Tokens: tokens - 1, At: time.UnixMicro(now.UnixMicro())}, nil
 }
 
-// commit makes b this pacer's bucket for group; written says b is also
-// what the ledger record now holds (a token taken from a local lease of
-// slots is not written).
+// commit applies a reservation's take: b is the bucket after it; written
+// says b is also what the ledger record now holds (a token taken from a
+// local lease of slots is not written). When b continues this pacer's own
+// bucket, the token is taken from it exactly; otherwise the pacer adopts b.
 func (p *Pacer) commit(group string, b Bucket, written bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old, ok := p.lims[group]
+	l, ok := p.lims[group]
 	if !ok {
 		return
 	}
-	// rate.Limiter cannot be set to a number of tokens; a fresh one emptied
-	// at the moment the bucket last held none refills to b.Tokens at b.At.
-	burst := old.Burst()
-	l := rate.NewLimiter(old.Limit(), burst)
-	empty := b.At.Add(-tokensWait(min(max(b.Tokens, 0), float64(burst)), old.Limit()))
-	l.AllowN(empty, burst)
-	p.lims[group] = l
+	if math.Abs(l.TokensAt(b.At)-1-b.Tokens) > 1e-9 || !l.AllowN(b.At, 1) {
+		p.lims[group] = anchored(l, b)
+	}
 	if written {
 		p.stored[group] = b
 	}
+}
+
+// adopt makes b, another replica's bucket as the ledger record holds it,
+// this pacer's bucket for group.
+func (p *Pacer) adopt(group string, b Bucket) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.lims[group]; ok {
+		p.lims[group] = anchored(l, b)
+		p.stored[group] = b
+	}
+}
+
+// anchored is a limiter with old's rate and burst that holds b.Tokens at
+// b.At. rate.Limiter cannot be set to a number of tokens: a fresh one,
+// emptied at the moment the bucket last held none, refills to them (the
+// moment rounded down, so never to fewer).
+func anchored(old *rate.Limiter, b Bucket) *rate.Limiter {
+	burst := old.Burst()
+	l := rate.NewLimiter(old.Limit(), burst)
+	t := min(max(b.Tokens, 0), float64(burst))
+	empty := b.At.Add(-time.Duration(math.Ceil(t / float64(old.Limit()) * float64(time.Second))))
+	l.AllowN(empty, burst)
+	return l
 }
 
 // tokensFrom reports the tokens the group's shared bucket holds at now:
@@ -185,11 +206,8 @@ func (l *KV) prevBucket(ctx context.Context, group string, pol Policy, per Perio
 	return func() Bucket {
 		if !read {
 			read = true
-			if e, err := l.kv.Get(ctx, Key(group, previous(pol, per))); err == nil {
-				var r record
-				if json.Unmarshal(e.Value(), &r) == nil {
-					b = r.bucket()
-				}
+			if r, err := l.get(ctx, Key(group, previous(pol, per))); err == nil {
+				b = r.bucket()
 			}
 		}
 		return b

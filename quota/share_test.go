@@ -36,14 +36,14 @@ func TestPacingLedger(t *testing.T) {
 			}
 		}
 		_, err := l.Reserve(ctx, "g")
-		if got := pacedUntil(t, err); !got.Equal(day0.Add(time.Second)) {
+		if got := pacedUntil(t, err); !got.Equal(day0.Add(pol.Interval())) {
 			t.Fatalf("paced until %s, want one interval", got)
 		}
 		u, err := l.Usage(ctx, "g")
 		if err != nil || u.Used != 2 || u.Bucket.Tokens != 0 || !u.Bucket.At.Equal(day0) {
 			t.Fatalf("usage %+v %v: a paced reservation must not take a slot; the bucket must be stored", u, err)
 		}
-		k.clock.Advance(1500 * time.Millisecond)
+		k.clock.Advance(pol.Interval() * 3 / 2)
 		if _, err := l.Reserve(ctx, "g"); err != nil {
 			t.Fatal(err)
 		}
@@ -84,8 +84,8 @@ func TestSharedBucketAcrossReplicas(t *testing.T) {
 	}
 	clock.Advance(400 * time.Millisecond)
 	_, err := b.l.Reserve(ctx, "g")
-	if got := pacedUntil(t, err); !got.Equal(day0.Add(time.Second)) {
-		t.Fatalf("b paced until %s, want a's next token at +1s", got)
+	if got := pacedUntil(t, err); !got.Equal(day0.Add(pol.Interval())) {
+		t.Fatalf("b paced until %s, want a's next token one interval after its call", got)
 	}
 	u, err := b.l.Usage(ctx, "g")
 	if err != nil {
@@ -106,8 +106,8 @@ func TestSharedBucketAcrossReplicas(t *testing.T) {
 	// Back to a: its own bucket refilled, but b spent the token.
 	clock.Advance(500 * time.Millisecond)
 	_, err = a.l.Reserve(ctx, "g")
-	if got := pacedUntil(t, err); !got.Equal(day0.Add(2 * time.Second)) {
-		t.Fatalf("a paced until %s, want +2s", got)
+	if got := pacedUntil(t, err); !got.Equal(day0.Add(time.Second + pol.Interval())) {
+		t.Fatalf("a paced until %s, want one interval after b's call", got)
 	}
 	clock.Advance(500 * time.Millisecond)
 	if _, err := a.l.Reserve(ctx, "g"); err != nil {
@@ -139,8 +139,8 @@ func TestSharedBucketAcrossPeriods(t *testing.T) {
 		}
 		k.clock.Advance(2 * time.Second) // into the next period
 		_, err := ls[1].Reserve(ctx, "g")
-		if got := pacedUntil(t, err); !got.Equal(end.Add(3 * time.Second)) {
-			t.Fatalf("paced until %s, want %s", got, end.Add(3*time.Second))
+		if want := end.Add(pol.Interval() - time.Second); !pacedUntil(t, err).Equal(want) {
+			t.Fatalf("paced until %s, want %s", pacedUntil(t, err), want)
 		}
 		k.clock.Advance(2 * time.Second)
 		if _, err := ls[1].Reserve(ctx, "g"); err != nil {

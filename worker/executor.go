@@ -123,6 +123,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		return next{}
 	}
 
+	turned := false // a slot of an ended period was given back once
 	for {
 		now := w.o.Clock.Now()
 		if j.spec.NotAfter != nil && !now.Before(*j.spec.NotAfter) {
@@ -137,7 +138,12 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			// was never used. A call that leaves just before the boundary
 			// could land in Braze's next period, uncounted there.
 			release()
-			if d := slot.Period.End.Sub(now); d > 0 && !w.sleep(ctx, d) {
+			d := slot.Period.End.Sub(now)
+			if d <= 0 && turned { // the ledger granted an ended period twice: never spin
+				d = minPause
+			}
+			turned = true
+			if d > 0 && !w.sleep(ctx, d) {
 				_ = msg.Nak()
 				return next{}
 			}
@@ -181,12 +187,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 				}
 			})
 		}
-		if err := w.o.Ledger.Sync(hard, e.group, o.obs); err != nil {
-			w.log.Warn("ledger sync failed", zap.String("app_group", e.group), zap.Error(err))
-		}
-		if o.notSent {
-			release()
-		}
+		e.settle(hard, slot, o)
 		if o.kind != outCreated {
 			recorded.Wait()
 		}

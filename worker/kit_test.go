@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,12 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
-	failover    time.Duration // lane failover (default: the worker's)
+	// For the quota tests: the worker's clock (default the system clock),
+	// a wrapper around its ledger, and a handler in front of the simulator.
+	clock    quota.Clock
+	ledger   func(quota.Ledger) quota.Ledger
+	front    func(sim http.Handler) http.Handler
+	failover time.Duration // lane failover (default: the worker's)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -61,7 +67,13 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.client, err = braze.New(k.sim.URL, braze.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	brazeURL := k.sim.URL
+	if o.front != nil {
+		fs := httptest.NewServer(o.front(k.sim))
+		t.Cleanup(fs.Close)
+		brazeURL = fs.URL
+	}
+	k.client, err = braze.New(brazeURL, braze.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +86,19 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol})
 	}
 	log := zaptest.NewLogger(t)
-	pols := quota.NewPolicies(log)
+	clock := o.clock
+	if clock == nil {
+		clock = quota.SystemClock{}
+	}
+	pols := quota.NewPolicies(log).UseClock(clock)
+	var ledger quota.Ledger = quota.NewKV(b.Ledger, pols, clock)
+	if o.ledger != nil {
+		ledger = o.ledger(ledger)
+	}
 	k.w, err = worker.New(worker.Options{
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
-		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: quota.NewKV(b.Ledger, pols, quota.SystemClock{}),
-		Pacer: quota.NewPacer(quota.SystemClock{}), Policies: pols, Log: log,
+		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: ledger,
+		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock,
 		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second, LaneFailover: o.failover,
 	}, groups)

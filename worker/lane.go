@@ -123,10 +123,10 @@ func (l *lane) backlog(ctx context.Context) bool {
 // pause stops the lane until until, ctx's end, or resume.
 func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	w := l.w
-	d := until.Sub(w.o.Clock.Now())
-	if d <= 0 {
-		return
-	}
+	// An end already past (a stale reset, an exhausted-until in the past)
+	// still waits minPause: the lane looks at the ledger again only then.
+	d := max(until.Sub(w.o.Clock.Now()), minPause)
+	until = w.o.Clock.Now().Add(d)
 	l.pmu.Lock()
 	l.pausedUntil, l.pauseReason = until, reason
 	l.pmu.Unlock()

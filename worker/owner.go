@@ -1,30 +1,17 @@
 package worker
 
 import (
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/sendid/sendid/quota"
 )
 
-// pacingLedger is a ledger that keeps the pacer's buckets in its records
-// (quota.KV, quota.Memory): with it every replica paces a group from one
-// bucket.
-type pacingLedger interface {
-	quota.Ledger
-	PaceWith(p *quota.Pacer)
-}
-
 // sharePacer hands the pacer to the ledger, whose Reserve then takes a
-// group's token together with its slot.
-func sharePacer(l quota.Ledger, p *quota.Pacer) error {
-	pl, ok := l.(pacingLedger)
-	if !ok {
-		return errors.New("worker: the Ledger must keep the pacer's state (quota.KV or quota.Memory)")
-	}
-	pl.PaceWith(p)
-	return nil
+// group's token together with its slot: with it every replica paces a group
+// from one bucket.
+func sharePacer(l quota.Ledger, p *quota.Pacer) {
+	l.PaceWith(p)
 }
 
 // ownership is what a lane knows of its group's pin: the server pins one

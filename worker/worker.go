@@ -96,9 +96,7 @@ func New(o Options, groups []Group) (*Worker, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	if err := sharePacer(o.Ledger, o.Pacer); err != nil {
-		return nil, err
-	}
+	sharePacer(o.Ledger, o.Pacer)
 	w := &Worker{
 		o: o, log: o.Log, lanes: map[string]*lane{},
 		rules: queue.ReplyRules{Subjects: o.Subjects, Allow: o.ReplyAllow},

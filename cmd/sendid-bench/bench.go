@@ -41,12 +41,13 @@ type sizes struct {
 	backlogGroups  int // rows c, d, f
 	pausedFor      time.Duration
 	idleFor        time.Duration
+	quotaBacklog   int // row h, jobs per group
 }
 
 var presets = map[string]sizes{
-	"smoke":   {throughputJobs: 200, overheadJobs: 100, manyJobs: 400, manyGroups: 20, backlogJobs: 2000, backlogGroups: 50, pausedFor: 2 * time.Second, idleFor: 2 * time.Second},
-	"reduced": {throughputJobs: 3000, overheadJobs: 1000, manyJobs: 10000, manyGroups: 100, backlogJobs: 50000, backlogGroups: 1000, pausedFor: 10 * time.Second, idleFor: 10 * time.Second},
-	"full":    {throughputJobs: 20000, overheadJobs: 3000, manyJobs: 50000, manyGroups: 100, backlogJobs: 1000000, backlogGroups: 1000, pausedFor: 20 * time.Second, idleFor: 20 * time.Second},
+	"smoke":   {throughputJobs: 200, overheadJobs: 100, manyJobs: 400, manyGroups: 20, backlogJobs: 2000, backlogGroups: 50, pausedFor: 2 * time.Second, idleFor: 2 * time.Second, quotaBacklog: 100},
+	"reduced": {throughputJobs: 3000, overheadJobs: 1000, manyJobs: 10000, manyGroups: 100, backlogJobs: 50000, backlogGroups: 1000, pausedFor: 10 * time.Second, idleFor: 10 * time.Second, quotaBacklog: 200},
+	"full":    {throughputJobs: 20000, overheadJobs: 3000, manyJobs: 50000, manyGroups: 100, backlogJobs: 1000000, backlogGroups: 1000, pausedFor: 20 * time.Second, idleFor: 20 * time.Second, quotaBacklog: 200},
 }
 
 type row struct{ name, figure, target, verdict string }
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sendid-bench", flag.ContinueOnError)
 	size := fs.String("size", "reduced", "smoke, reduced or full")
 	workerBin := fs.String("worker", "", "sendid-worker binary (default: go build ./cmd/sendid-worker)")
-	only := fs.String("rows", "abcdefg", "rows to run")
+	only := fs.String("rows", "abcdefgh", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during row g to this file")
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +115,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if has('d') {
 		if err := b.rollover(ctx, sz); err != nil {
+			return err
+		}
+	}
+	if has('h') {
+		if err := b.quotaDay(ctx, sz.quotaBacklog); err != nil {
 			return err
 		}
 	}

@@ -283,8 +283,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	}
 	setupErr.Store(nil)
 
-	pols := quota.NewPolicies(log.Named("quota"))
 	clock := quota.SystemClock{}
+	pols := quota.NewPolicies(log.Named("quota")).UseClock(clock)
 	ledger := quota.NewKV(buckets.Ledger, pols, clock)
 	w, err := worker.New(worker.Options{
 		NC: nc, JS: js, Subjects: subjects,
@@ -382,7 +382,7 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 		}
 		out = append(out, worker.Group{
 			Name: g.Name, Key: braze.Key(keys[g.Name].Reveal()), Sender: c,
-			Policy: quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location},
+			Policy: quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location, ProbeInterval: cfg.Quota.ProbeInterval},
 		})
 	}
 	if len(problems) > 0 {

@@ -220,13 +220,22 @@ func TestChaos(t *testing.T) {
 	for _, g := range groups {
 		capOf[g.key] = g.cap
 	}
-	overCap, worst := 0, 0.0
-	for k, calls := range st.RequestsPerPeriod {
+	// Over a cap is what Braze charged beyond it. Braze's headers are the
+	// truth (ARCHITECTURE 7.16): a 5xx whose headers show it was not charged
+	// gives its slot back, so requests per period may exceed the cap while
+	// charged calls never do. Requests beyond a cap are reported beside.
+	overCap, worst, requestsOver := 0, 0.0, 0
+	for k, calls := range st.CallsPerPeriod {
 		key := k[:strings.Index(k, "@")]
 		if c := capOf[key]; calls > c {
 			overCap += calls - c
 		}
 		worst = max(worst, float64(calls)/float64(capOf[key]))
+	}
+	for k, reqs := range st.RequestsPerPeriod {
+		if c := capOf[k[:strings.Index(k, "@")]]; reqs > c {
+			requestsOver += reqs - c
+		}
 	}
 	created := 0
 	for _, s := range done {
@@ -236,13 +245,13 @@ func TestChaos(t *testing.T) {
 	}
 	lost := n - len(done)
 	fmt.Printf("chaos: jobs %d | final results %d (created %d) | lost %d | worker SIGKILLs %d | nats-server restarts %d | "+
-		"Braze calls %d, 5xx injected %d | pairs created twice %d | calls over a cap %d (busiest period at %.0f%% of its cap) | wall %s\n",
-		n, len(done), created, lost, kills, natsRestarts, st.Calls, st.Faults, st.PairsTwice, overCap, worst*100, time.Since(started).Round(time.Second))
+		"Braze calls %d, 5xx injected %d | pairs created twice %d | charged calls over a cap %d (busiest period at %.0f%% of its cap; requests beyond a cap, uncharged 5xx included: %d) | wall %s\n",
+		n, len(done), created, lost, kills, natsRestarts, st.Calls, st.Faults, st.PairsTwice, overCap, worst*100, requestsOver, time.Since(started).Round(time.Second))
 	if lost != 0 {
 		t.Errorf("%d jobs lost", lost)
 	}
 	if overCap != 0 {
-		t.Errorf("%d calls over a cap", overCap)
+		t.Errorf("%d charged calls over a cap", overCap)
 	}
 	if kills < *killsFlag {
 		t.Errorf("only %d kills before the deadline", kills)
