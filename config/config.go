@@ -59,6 +59,10 @@ type Config struct {
 	AppGroups     map[string]AppGroup `yaml:"app_groups"`
 	Dev           Dev                 `yaml:"dev"`
 	Gateway       Gateway             `yaml:"gateway"` // the Braze-compatible HTTP front door (config/gateway.go)
+	UI            UI                  `yaml:"ui"`
+	// AdminTokenFile holds the operators' admin token (or set
+	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// LaneFailover is how long a group's owning replica may stop pulling
 	// before another replica takes the group over, and how long the job
 	// in flight of a replica that died waits before it is redelivered.
@@ -88,7 +92,7 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Key
 // Braze is how Braze is called.
 type Braze struct {
 	URL          string        `yaml:"url"`           // required unless -dev
-	Timeout      time.Duration `yaml:"timeout"`       // 30s per call
+	Timeout      time.Duration `yaml:"timeout"`       // 20s per call (SENDID_BRAZE_TIMEOUT); must be shorter than shutdown_timeout
 	MaxAttempts  int           `yaml:"max_attempts"`  // 8
 	RetryBackoff time.Duration `yaml:"retry_backoff"` // 500ms, doubled per attempt, jittered
 	RetryMax     time.Duration `yaml:"retry_max"`     // 1m
@@ -136,6 +140,11 @@ type AppGroup struct {
 	DailyCap   *int   `yaml:"daily_cap"`    // 100
 	Burst      *int   `yaml:"burst"`        // 10
 	Timezone   string `yaml:"timezone"`     // "UTC"
+	// InDoubt is what a redelivered job does when an earlier call may have
+	// reached Braze without its answer recorded: "retry" (call again) or
+	// "fail" (no call; failed / outcome_unknown). SENDID_IN_DOUBT for
+	// default. Default "retry".
+	InDoubt string `yaml:"in_doubt"`
 	// Gateway tokens authenticate HTTP callers as this group besides its
 	// API key, for producers that should not hold the Braze key.
 	GatewayTokensFile string `yaml:"gateway_tokens_file"` // none: one token per line
@@ -147,7 +156,7 @@ func Default() *Config {
 	host, _ := os.Hostname()
 	return &Config{
 		NATS:          NATS{URL: "nats://127.0.0.1:4222", Name: "sendid-worker@" + host, ReconnectWait: 2 * time.Second},
-		Braze:         Braze{Timeout: 30 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
+		Braze:         Braze{Timeout: 20 * time.Second, MaxAttempts: 8, RetryBackoff: 500 * time.Millisecond, RetryMax: time.Minute},
 		Quota:         Quota{Period: 24 * time.Hour, ProbeInterval: 5 * time.Minute},
 		SubjectPrefix: "sendid",
 		HTTPAddr:      ":8080",
@@ -158,6 +167,7 @@ func Default() *Config {
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute},
 		Dev:          Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
 		Gateway:      defaultGateway(),
+		UI:           UI{Enabled: true},
 		LaneFailover: 5 * time.Second,
 	}
 }
@@ -179,7 +189,8 @@ var EnvNames = []string{
 	"SENDID_DAILY_CAP", "SENDID_BURST", "SENDID_QUOTA_PERIOD", "SENDID_TIMEZONE", "SENDID_MAX_ATTEMPTS",
 	"SENDID_SUBJECT_PREFIX", "SENDID_HTTP_ADDR", "SENDID_LOG_LEVEL", "SENDID_LOG_FORMAT", "SENDID_MAX_JOB_BYTES",
 	"SENDID_SHUTDOWN_TIMEOUT",
-	"SENDID_GATEWAY_ADDR",
+	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
+	"SENDID_GATEWAY_ADDR", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
 	"SENDID_LANE_FAILOVER",
 }
 
@@ -307,6 +318,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("SENDID_MAX_JOB_BYTES", &c.MaxJobBytes)
 	dur("SENDID_QUOTA_PERIOD", &c.Quota.Period)
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
+	dur("SENDID_BRAZE_TIMEOUT", &c.Braze.Timeout)
 	str("SENDID_GATEWAY_ADDR", &c.Gateway.Addr)
 	dur("SENDID_LANE_FAILOVER", &c.LaneFailover)
 
@@ -323,6 +335,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	if v := getenv("SENDID_TIMEZONE"); v != "" {
 		def.Timezone, touched = v, true
+	}
+	if v := getenv("SENDID_IN_DOUBT"); v != "" {
+		def.InDoubt, touched = strings.TrimSpace(v), true
 	}
 	if v := getenv("SENDID_BRAZE_API_KEY_FILE"); v != "" {
 		def.APIKeyFile, def.APIKeyEnv, touched = v, "", true
@@ -353,6 +368,7 @@ type Group struct {
 	Cap        int
 	Burst      int
 	Location   *time.Location
+	InDoubt    string // InDoubtRetry or InDoubtFail
 }
 
 var groupName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
@@ -365,7 +381,11 @@ func ValidGroupName(s string) bool { return groupName.MatchString(s) }
 func (c *Config) Groups() []Group {
 	out := make([]Group, 0, len(c.AppGroups))
 	for name, g := range c.AppGroups {
-		r := Group{Name: name, BrazeURL: g.BrazeURL, APIKeyEnv: g.APIKeyEnv, APIKeyFile: g.APIKeyFile, Cap: 100, Burst: 10, Location: time.UTC}
+		r := Group{Name: name, BrazeURL: g.BrazeURL, APIKeyEnv: g.APIKeyEnv, APIKeyFile: g.APIKeyFile, Cap: 100, Burst: 10, Location: time.UTC,
+			InDoubt: InDoubtRetry}
+		if g.InDoubt != "" {
+			r.InDoubt = g.InDoubt
+		}
 		if r.BrazeURL == "" {
 			r.BrazeURL = c.Braze.URL
 		}
@@ -396,7 +416,7 @@ func (c *Config) Validate(dev bool) error {
 	}
 	for _, u := range strings.Split(c.NATS.URL, ",") {
 		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
-			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", strings.TrimSpace(u))
+			add("nats.url (SENDID_NATS_URL): %q is not a URL like nats://host:4222", redactUserInfo(c.NATS.URL, strings.TrimSpace(u)))
 		}
 	}
 	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {
@@ -495,6 +515,7 @@ func (c *Config) Validate(dev bool) error {
 			add("%s: no Braze URL: set braze_url, or SENDID_BRAZE_URL", key)
 		}
 	}
+	p = append(p, c.callProblems()...)
 	if len(p) > 0 {
 		return &Error{Problems: p}
 	}

@@ -38,8 +38,8 @@ var KeyDocs = map[string]KeyDoc{
 
 	"braze":               {Doc: "How Braze is called."},
 	"braze.url":           {Env: "SENDID_BRAZE_URL", Default: "— (required unless `-dev`)", Doc: "Braze REST endpoint, e.g. `https://rest.iad-01.braze.com`; plain `http://` only for loopback hosts."},
-	"braze.timeout":       {Doc: "Time limit of one Braze call."},
-	"braze.max_attempts":  {Env: "SENDID_MAX_ATTEMPTS", Doc: "Braze calls a job gets for retryable failures (5xx, timeouts, connection errors) before it ends `retries_exhausted`."},
+	"braze.timeout":       {Env: "SENDID_BRAZE_TIMEOUT", Doc: "Time limit of one Braze call; must be shorter than `shutdown_timeout` (a call cut by the shutdown bound is in doubt)."},
+	"braze.max_attempts":  {Env: "SENDID_MAX_ATTEMPTS", Doc: "Retryable failures (5xx, timeouts, connection errors) a job may have before it ends `retries_exhausted`; 401/403/404 and 429 answers do not count."},
 	"braze.retry_backoff": {Doc: "First retry delay; doubled per attempt, jittered."},
 	"braze.retry_max":     {Doc: "Longest retry delay."},
 
@@ -59,7 +59,7 @@ var KeyDocs = map[string]KeyDoc{
 
 	"streams":                  {Doc: "The JetStream streams and KV buckets."},
 	"streams.replicas":         {Doc: "Replicas of every stream and bucket (1 … 5; 3 on a JetStream cluster)."},
-	"streams.duplicate_window": {Doc: "Window in which the stream drops a job published twice with the same `Nats-Msg-Id`."},
+	"streams.duplicate_window": {Doc: "Window in which the stream drops a job published twice with the same `Nats-Msg-Id`; at least the consumers' AckWait (30s)."},
 	"streams.results":          {Doc: "Keep the `SENDID_RESULTS` stream on `<prefix>.results.>` for publishers that were not listening."},
 	"streams.results_max_age":  {Doc: "How long `SENDID_RESULTS` keeps a result."},
 	"streams.job_record_ttl":   {Doc: "How long a finished job id answers a duplicate from its record."},
@@ -75,6 +75,7 @@ var KeyDocs = map[string]KeyDoc{
 	"app_groups.<name>.daily_cap":    {Env: "SENDID_DAILY_CAP (group `default`)", Default: "`100`", Doc: "Send IDs per quota period; the lower of this and Braze's `X-RateLimit-Limit` rules."},
 	"app_groups.<name>.burst":        {Env: "SENDID_BURST (group `default`)", Default: "`10`", Doc: "Pacer burst: calls allowed back to back before pacing at cap / period."},
 	"app_groups.<name>.timezone":     {Env: "SENDID_TIMEZONE (group `default`)", Default: "`UTC`", Doc: "IANA time zone in which the group's periods start at midnight."},
+	"app_groups.<name>.in_doubt":     {Env: "SENDID_IN_DOUBT (group `default`)", Default: "`retry`", Doc: "A job whose earlier call may have reached Braze without its answer recorded (a worker killed during the call): `retry` calls again, `fail` makes no call and ends it `failed` / `outcome_unknown`. Its result says `in_doubt: true` either way."},
 
 	"app_groups.<name>.gateway_tokens_file": {Doc: "File of gateway tokens (one per line; blank lines and `#` comments skipped) that authenticate HTTP callers as this group besides its API key; re-read when it changes and on SIGHUP."},
 	"app_groups.<name>.gateway_tokens_env":  {Doc: "Environment variable holding gateway tokens (separated by commas or white space); an alternative to `gateway_tokens_file`."},
@@ -95,6 +96,11 @@ var KeyDocs = map[string]KeyDoc{
 	"gateway.read_timeout":        {Doc: "Time limit for a whole request, body included."},
 	"gateway.write_timeout":       {Doc: "Time limit for an answer; must exceed `wait` (`X-Sendid-Wait` is capped 1s below it)."},
 	"gateway.idle_timeout":        {Doc: "How long an idle keep-alive connection stays open."},
+
+	"ui":               {Doc: "The operator page at `/ui` on the `http_addr` listener."},
+	"ui.enabled":       {Doc: "Serve the operator page."},
+	"ui.actions":       {Doc: "Show pause, resume and replay buttons to requests that carry the admin token."},
+	"admin_token_file": {Env: "SENDID_ADMIN_TOKEN_FILE (or the token itself in SENDID_ADMIN_TOKEN)", Doc: "File holding the operators' admin token, which the operator page's actions require."},
 
 	"lane_failover": {Env: "SENDID_LANE_FAILOVER", Doc: "1s … 5m. One replica at a time owns an app group's lane (and admission); another takes over when the owner has not pulled for this long, and the job in flight of an owner that died is redelivered after it. An owner stopping on SIGTERM hands over at once."},
 }

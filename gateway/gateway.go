@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,10 @@ var _ Usage = quota.Ledger(nil)
 type Listener struct {
 	Addr string
 	TLS  *tls.Config
+	// AnyPortIfBusy listens on a free port of the same host when Addr's
+	// port is taken (-dev's default ports: a second -dev on one machine,
+	// or tests in parallel, still start; the banner prints the real URL).
+	AnyPortIfBusy bool
 }
 
 // Options are the gateway's collaborators and settings. Every field
@@ -154,6 +159,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 	var lns []net.Listener
 	for _, l := range g.o.Listeners {
 		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil && l.AnyPortIfBusy && errors.Is(err, syscall.EADDRINUSE) {
+			if host, _, herr := net.SplitHostPort(l.Addr); herr == nil {
+				g.o.Log.Info("gateway port busy; listening on a free port", zap.String("addr", l.Addr))
+				ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+			}
+		}
 		if err != nil {
 			for _, o := range lns {
 				_ = o.Close()

@@ -43,6 +43,9 @@ const (
 	CodeBrazeRejected    = "braze_rejected"
 	CodeRetriesExhausted = "retries_exhausted"
 	CodeExpired          = "expired"
+	// CodeOutcomeUnknown: an earlier call may have reached Braze and the
+	// group's in_doubt policy is fail, so no call was made.
+	CodeOutcomeUnknown = "outcome_unknown"
 )
 
 // JobError is a job refused for its content.
@@ -101,9 +104,9 @@ func DecodeJob(data []byte, maxBytes int) (Job, error) {
 		j.ID = ""
 		return j, invalid("id must be at most %d bytes of printable ASCII", MaxIDBytes)
 	}
-	if len(j.Meta) > MaxMetaBytes {
+	if n := len(j.Meta); n > MaxMetaBytes {
 		j.Meta = nil
-		return j, invalid("meta is %d bytes, at most %d allowed", len(j.Meta), MaxMetaBytes)
+		return j, invalid("meta is %d bytes, at most %d allowed", n, MaxMetaBytes)
 	}
 	if bytes.Equal(j.Meta, []byte("null")) {
 		j.Meta = nil
@@ -178,6 +181,9 @@ type Result struct {
 	Position      *int            `json:"position,omitempty"`
 	Meta          json.RawMessage `json:"meta,omitempty"`
 	At            time.Time       `json:"at"`
+	// InDoubt: an earlier call for the job may have reached Braze without
+	// its answer recorded (README: Crash safety and calls in doubt). Omitted when false.
+	InDoubt bool `json:"in_doubt,omitempty"`
 }
 
 // ResultError explains a failed or expired job.

@@ -104,13 +104,13 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 			return nc, nil
 		}
 		if fatalConnectError(err) {
-			return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+			return nil, fmt.Errorf("nats connect %s: %w", RedactURL(o.URL), scrub(err, o.URL))
 		}
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", redactURL(o.URL), err)
+		return nil, fmt.Errorf("nats connect %s: %w", RedactURL(o.URL), scrub(err, o.URL))
 	}
 	return nc, nil
 }
@@ -148,21 +148,6 @@ func tlsConfig(o ConnOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// redactURL hides user info (nats://user:pass@host) from error text.
-func redactURL(u string) string {
-	out := []byte(u)
-	for i := 0; i < len(out); i++ {
-		if out[i] == '@' {
-			j := i
-			for j > 0 && out[j-1] != '/' && out[j-1] != ',' {
-				j--
-			}
-			return string(out[:j]) + "[redacted]" + redactURL(string(out[i:]))
-		}
-	}
-	return u
-}
-
 // StreamSettings configures EnsureStreams.
 type StreamSettings struct {
 	Subjects
@@ -170,13 +155,28 @@ type StreamSettings struct {
 	DuplicateWindow time.Duration
 	Results         bool
 	ResultsMaxAge   time.Duration
+	// Groups is how many app groups need a lane consumer (0: not checked).
+	// With an account consumer limit too low for them all, EnsureStreams
+	// returns a *GroupLimitError and creates nothing.
+	Groups int
 }
 
 // EnsureStreams creates or updates SENDID (jobs, ready and dead subjects of
 // any group; WorkQueue; file storage) and, when enabled, SENDID_RESULTS.
-// Idempotent: replicas starting together converge on the same config.
+// Idempotent: replicas starting together converge on the same config. The
+// stream's consumer limit follows the account's JetStream limits.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
 	p := s.Prefix
+	var limit int
+	if err := retry(ctx, func() (err error) {
+		limit, err = ConsumerLimit(ctx, js, s.Replicas)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := CheckGroupsFit(s.Groups, limit); err != nil {
+		return err
+	}
 	cfgs := []jetstream.StreamConfig{{
 		Name:        Stream,
 		Description: "sendid jobs, admitted FIFO per app group, dead letters",
@@ -186,10 +186,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		Replicas:    s.Replicas,
 		Duplicates:  s.DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
-		// One consumer per app group plus admission. nats-server applies a
-		// default of 1,000 consumers per stream unless the stream sets a
-		// positive limit of its own (-1 does not opt out).
-		MaxConsumers: MaxConsumers,
+		// One consumer per app group plus admission, as many as the
+		// account allows (see streamConsumerLimit).
+		MaxConsumers: streamConsumerLimit(limit),
 	}}
 	if s.Results {
 		cfgs = append(cfgs, jetstream.StreamConfig{
@@ -214,7 +213,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 	return nil
 }
 
-// MaxConsumers is the SENDID stream's consumer limit: app groups + 1.
+// MaxConsumers is the SENDID stream's consumer limit (app groups + 1) in an
+// account without a consumer limit.
 const MaxConsumers = 100_000
 
 // Buckets are the KV buckets the worker uses.
@@ -240,7 +240,7 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, s BucketSettings
 		desc string
 	}{
 		{&b.Ledger, LedgerBucket, s.LedgerTTL, "sendid quota ledger: <group>.<period start> → used"},
-		{&b.Jobs, JobsBucket, s.JobRecordTTL, "sendid job records by hashed job id"},
+		{&b.Jobs, JobsBucket, s.JobRecordTTL, "sendid job records by hashed app group and job id"},
 		{&b.Pairs, PairsBucket, s.PairTTL, "sendid created (campaign_id, send_id) pairs"},
 	} {
 		cfg := jetstream.KeyValueConfig{Bucket: x.name, Description: x.desc, History: 1, TTL: x.ttl, Storage: jetstream.FileStorage, Replicas: s.Replicas}

@@ -51,7 +51,7 @@ func ListDead(ctx context.Context, js jetstream.JetStream, s Subjects) ([]DeadLe
 // cleared (so its id is not answered as a duplicate of the failure), the job
 // is published to its group's job subject, and the dead letter is removed.
 func Replay(ctx context.Context, js jetstream.JetStream, s Subjects, rec *Records, dl DeadLetter) error {
-	if err := rec.DeleteJob(ctx, dl.Job.ID); err != nil {
+	if err := rec.DeleteJob(ctx, dl.Group, dl.Job.ID); err != nil {
 		return err
 	}
 	data, err := json.Marshal(dl.Job)
@@ -68,14 +68,6 @@ func Replay(ctx context.Context, js jetstream.JetStream, s Subjects, rec *Record
 	}
 	if err := st.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove dead letter %d: %w", dl.Seq, err)
-	}
-	return nil
-}
-
-// DeleteJob forgets a job id's record.
-func (r *Records) DeleteJob(ctx context.Context, id string) error {
-	if err := r.jobs.Delete(ctx, hashKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete job record: %w", err)
 	}
 	return nil
 }

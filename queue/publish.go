@@ -23,7 +23,12 @@ type Publisher struct {
 	js       jetstream.JetStream
 	subjects Subjects
 	durable  bool // results stream on: await its ack for <prefix>.results.>
+	observe  func(Result)
 }
+
+// OnResult registers fn to see every result and notice once it is
+// published (the operator page keeps the last ones). Call it before use.
+func (p *Publisher) OnResult(fn func(Result)) { p.observe = fn }
 
 // NewPublisher returns a publisher. resultsStream says SENDID_RESULTS exists.
 func NewPublisher(nc *nats.Conn, js jetstream.JetStream, s Subjects, resultsStream bool) *Publisher {
@@ -43,10 +48,11 @@ func (p *Publisher) Result(ctx context.Context, subject string, r Result) error 
 		if _, err := p.js.PublishMsg(ctx, msg); err != nil {
 			return fmt.Errorf("publish result to %s: %w", subject, err)
 		}
-		return nil
-	}
-	if err := p.nc.PublishMsg(msg); err != nil {
+	} else if err := p.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("publish result to %s: %w", subject, err)
+	}
+	if p.observe != nil {
+		p.observe(r)
 	}
 	return nil
 }

@@ -27,7 +27,11 @@ func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
 	defer w.setAdmissionRunning(false)
 	msgs := make(chan jetstream.Msg, 2*maxBatch)
+	deleted := w.admLost()
 	for ctx.Err() == nil {
+		// lost hears this Consume's terminal errors: a deleted consumer
+		// stops it, lost heartbeats may mean the consumer is gone.
+		lost := make(chan error, 1)
 		cc, err := a.cons.Consume(func(m jetstream.Msg) {
 			select {
 			case msgs <- m:
@@ -37,19 +41,34 @@ func (a *admission) run(ctx, hard context.Context) {
 		}, jetstream.PullMaxMessages(maxBatch), jetstream.PullPriorityGroup(queue.LanePriorityGroup),
 			// Pull again well within the pin's TTL, also when idle: this
 			// replica keeps admitting until it stops.
-			jetstream.PullExpiry(max(w.o.LaneFailover/2, time.Second)))
+			jetstream.PullExpiry(max(w.o.LaneFailover/2, time.Second)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if consumerLost(err) {
+					select {
+					case lost <- err:
+					default:
+					}
+				}
+			}))
 		if err != nil {
+			if consumerLost(err) {
+				a.restore(ctx, err)
+				continue
+			}
 			w.log.Warn("admission cannot consume; retrying", zap.Error(err))
 			w.o.Metrics.InfraFailures.WithLabelValues("admission_consume").Inc()
 			w.sleep(ctx, time.Second)
 			continue
 		}
 		w.setAdmissionRunning(true)
-		for {
+		var why error
+		for why == nil {
 			var batch []jetstream.Msg
 			select {
 			case m := <-msgs:
 				batch = append(batch, m)
+			case why = <-lost:
+			case why = <-deleted:
 			case <-ctx.Done():
 			}
 			if batch == nil {
@@ -68,6 +87,9 @@ func (a *admission) run(ctx, hard context.Context) {
 		}
 		cc.Stop()
 		<-cc.Closed()
+		if why != nil {
+			a.restore(ctx, why)
+		}
 	}
 	for { // hand back what was delivered but not handled
 		select {
@@ -76,6 +98,19 @@ func (a *admission) run(ctx, hard context.Context) {
 		default:
 			return
 		}
+	}
+}
+
+// restore brings the admission consumer back (see Worker.restore); the
+// messages already delivered stay queued and are handled after it.
+func (a *admission) restore(ctx context.Context, why error) {
+	if c, err := a.w.restoreAdmission(ctx, why); err == nil {
+		a.cons = c
+	}
+	// A deletion announced and also seen by the pull is one deletion.
+	select {
+	case <-a.w.admLost():
+	default:
 	}
 }
 
@@ -297,6 +332,7 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		return
 	}
 	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
+	w.gauges.backlogMoved(p.group, 1)
 	if n := p.notice; n != nil {
 		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.
@@ -313,8 +349,9 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 	w.log.Debug("job admitted", zap.String("job_id", p.res.ID), zap.String("app_group", p.group))
 }
 
-// records reads a job's record and, when it names a send_id, its pair's
-// record, in parallel. stage names what failed.
+// records reads a job's record in its group and, when it names a send_id,
+// its pair's record, in parallel; paired means the pair was created. stage
+// names what failed.
 func (w *Worker) records(ctx context.Context, id, group string, job queue.Job) (queue.JobRecord, queue.PairRecord, bool, string, error) {
 	var (
 		pair    queue.PairRecord
@@ -323,9 +360,14 @@ func (w *Worker) records(ctx context.Context, id, group string, job queue.Job) (
 		wg      sync.WaitGroup
 	)
 	if job.SendID != "" {
-		wg.Go(func() { pair, paired, pairErr = w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID) })
+		wg.Go(func() {
+			var rev uint64
+			pair, rev, pairErr = w.o.Records.Pair(ctx, group, job.CampaignID, job.SendID)
+			// A reservation (calling) is the lane's business: admit.
+			paired = rev != 0 && pair.Created()
+		})
 	}
-	rec, _, err := w.o.Records.Job(ctx, id)
+	rec, _, err := w.o.Records.Job(ctx, group, id)
 	wg.Wait()
 	switch {
 	case err != nil:

@@ -17,21 +17,19 @@ const minPause = time.Second
 
 // settle tells the ledger what became of the call made with slot, the one
 // place that maps an outcome to a charge: a call Braze did not charge (it
-// never left, or a 429) gives its slot back; a call that may or may not
-// have been charged (5xx, timeout, shutdown cut) stays counted, marked
-// uncertain; any other answer was charged. Braze's headers then correct
-// the period, down as well as up. A configuration fault's slot is given
-// back by the executor (Release); here only its headers are applied.
+// never left, a 429, or a 401/403/404 — a request that fails
+// authentication is charged to no workspace) gives its slot back; a call
+// that may or may not have been charged (5xx, timeout, shutdown cut) stays
+// counted, marked uncertain; any other answer was charged. Braze's headers
+// then correct the period, down as well as up.
 func (e *executor) settle(ctx context.Context, slot quota.Slot, o outcome) {
 	l := e.w.o.Ledger
 	var err error
 	switch {
-	case o.notSent || o.kind == outRateLimited:
+	case o.notSent || o.kind == outRateLimited || o.kind == outConfigFault:
 		if err = l.Release(ctx, slot); err == nil {
 			err = l.Sync(ctx, e.group, o.obs)
 		}
-	case o.kind == outConfigFault:
-		err = l.Sync(ctx, e.group, o.obs)
 	default:
 		err = l.Settle(ctx, slot, o.obs, o.kind == outRetry || o.kind == outInterrupted)
 	}

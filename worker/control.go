@@ -25,12 +25,25 @@ type GroupStatus struct {
 	PausedUntil  time.Time `json:"paused_until,omitzero"`
 	BlockedUntil time.Time `json:"blocked_until,omitzero"` // Braze's 429/Remaining 0
 	DrainETA     time.Time `json:"drain_eta,omitzero"`     // when the last job of the backlog is forecast to run
+	// PacingInterval is the pacer's spacing between calls (period / cap).
+	PacingInterval string `json:"pacing_interval"`
+	// Timezone is where the group's periods start (the next reset's local time).
+	Timezone string `json:"timezone"`
+	// LastFault is Braze's message with the last configuration fault, while
+	// the lane is paused for one.
+	LastFault string `json:"last_fault,omitempty"`
 }
 
 // Status reports every group's quota, backlog, pause state and drain ETA.
 func (w *Worker) Status(ctx context.Context) ([]GroupStatus, error) {
-	var out []GroupStatus
-	for _, g := range w.Groups() {
+	return w.StatusOf(ctx, w.Groups())
+}
+
+// StatusOf is Status for the named groups only (unknown names are skipped),
+// for pages that show a few groups of many.
+func (w *Worker) StatusOf(ctx context.Context, groups []string) ([]GroupStatus, error) {
+	out := []GroupStatus{}
+	for _, g := range groups {
 		l := w.lane(g)
 		if l == nil || l.cons == nil {
 			continue
@@ -45,14 +58,22 @@ func (w *Worker) Status(ctx context.Context) ([]GroupStatus, error) {
 		}
 		st := GroupStatus{Group: g, Cap: u.Cap, Used: u.Used, Remaining: u.Remaining, NextReset: u.PeriodEnd.UTC(),
 			Backlog: int(info.NumPending) + info.NumAckPending, BlockedUntil: u.ExhaustedUntil}
+		pol, _ := w.o.Policies.Get(g)
+		st.PacingInterval = pol.Interval().String()
+		st.Timezone = pol.Location.String()
+		if pol.Location == nil {
+			st.Timezone = "UTC"
+		}
 		if until, reason := l.pauseState(); reason != "" {
 			st.Paused, st.PauseReason, st.PausedUntil = true, reason, until
+			if f := l.exec.lastFault.Load(); f != nil && reason == "config_fault" {
+				st.LastFault = *f
+			}
 		}
 		if info.Paused {
 			st.Paused, st.PauseReason, st.PausedUntil = true, "operator", w.o.Clock.Now().Add(info.PauseRemaining).UTC()
 		}
 		if st.Backlog > 0 {
-			pol, _ := w.o.Policies.Get(g)
 			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.SharedTokens(g, u), st.Backlog-1).UTC()
 		}
 		out = append(out, st)

@@ -27,6 +27,8 @@ type executor struct {
 	group    string
 	settings *atomic.Pointer[Group]
 	fc       *forecastSnapshot
+	// lastFault is Braze's message with the last configuration fault.
+	lastFault atomic.Pointer[string]
 }
 
 // next is what the lane does after a job.
@@ -42,11 +44,13 @@ type job struct {
 	spec queue.Job
 	rec  queue.JobRecord
 	rev  uint64
+	// pairRev is the revision of this job's pair reservation (0: none held).
+	pairRev uint64
 }
 
 func (j *job) result(status string) queue.Result {
 	return queue.Result{ID: j.spec.ID, AppGroup: j.rec.AppGroup, CampaignID: j.spec.CampaignID, SendID: j.spec.SendID,
-		Status: status, Attempts: j.rec.Attempts, Meta: j.spec.Meta}
+		Status: status, Attempts: j.rec.Attempts, Meta: j.spec.Meta, InDoubt: j.rec.InDoubt}
 }
 
 // periodGuard is how close to a period's end a call is never started:
@@ -82,52 +86,16 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 	stopTicker := keepAlive(hard, msg, w.o.LaneFailover/3)
 	defer stopTicker()
 
-	var (
-		pair   queue.PairRecord
-		paired bool
-		pErr   error
-		wg     sync.WaitGroup
-	)
-	if j.spec.SendID != "" {
-		wg.Go(func() { pair, paired, pErr = w.o.Records.Pair(hard, e.group, j.spec.CampaignID, j.spec.SendID) })
-	}
-	j.rec, j.rev, err = w.o.Records.Job(hard, j.spec.ID)
-	wg.Wait()
-	if err == nil && pErr != nil {
-		err = pErr
-	}
-	if err != nil {
-		release()
-		return e.putBack(j, "record", err)
-	}
-	if j.rec.Final != nil {
-		release()
-		stored := *j.rec.Final
-		stored.Duplicate = j.rec.Owner != j.seq
-		stored.Meta = j.spec.Meta
-		e.finish(hard, j, stored, false)
-		return next{}
-	}
-	if j.rec.Owner != 0 && j.rec.Owner != j.seq {
-		// Another message with this id is in flight elsewhere: wait for it.
-		release()
-		_ = msg.NakWithDelay(2 * time.Second)
-		return next{}
-	}
-	j.rec.ID, j.rec.AppGroup, j.rec.Owner = j.spec.ID, e.group, j.seq
-	if paired {
-		release()
-		r := j.result(queue.StatusCreated)
-		r.SendID, r.Duplicate = pair.SendID, pair.JobID != j.spec.ID
-		e.finish(hard, j, r, true)
-		return next{}
+	if n, done := e.claim(hard, j, release); done {
+		return n
 	}
 
 	turned := false // a slot of an ended period was given back once
-	for {
+	for first := true; ; first = false {
 		now := w.o.Clock.Now()
 		if j.spec.NotAfter != nil && !now.Before(*j.spec.NotAfter) {
 			release()
+			e.dropPair(hard, j)
 			r := j.result(queue.StatusExpired)
 			r.Error = fail(queue.CodeExpired, "not_after %s passed while the job waited", j.spec.NotAfter.UTC().Format(time.RFC3339))
 			e.finish(hard, j, r, true)
@@ -151,15 +119,24 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 				return e.putBack(j, "", err)
 			}
 		}
-		// Count the attempt durably before the call.
+		if !first {
+			// Another job may have created the pair or taken the
+			// reservation over while this one waited to retry.
+			if n, done := e.recheckPair(hard, j, release); done {
+				return n
+			}
+		}
+		// Count the attempt and open the call durably before it starts:
+		// from here until its answer is recorded, the call is in doubt.
 		j.rec.Attempts++
+		j.rec.Calling = j.rec.Attempts
 		rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
 		if err != nil {
 			j.rec.Attempts--
+			j.rec.Calling = 0
 			release()
 			if errors.Is(err, queue.ErrConflict) {
-				_ = msg.NakWithDelay(2 * time.Second)
-				return next{}
+				return e.waitHeld(j)
 			}
 			return e.putBack(j, "job_record", err)
 		}
@@ -174,13 +151,16 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		cancel()
 		o := decide(req, resp, callErr, hard.Err())
 		e.observe(o, latency)
+		if o.kind != outInterrupted {
+			j.rec.Calling = 0 // answered; a call cut by shutdown stays open (in doubt)
+		}
 
 		// Record a creation before anything else: this is the crash window.
 		// The pair record and the job's final record are written together.
 		var recorded sync.WaitGroup
 		if o.kind == outCreated && j.spec.SendID != "" {
 			recorded.Go(func() {
-				if err := w.o.Records.PutPair(hard, e.group, j.spec.CampaignID, j.spec.SendID,
+				if err := w.o.Records.PairCreated(hard, e.group, j.spec.CampaignID, j.spec.SendID,
 					queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
 					w.log.Error("pair record not written; a redelivery could send this pair again",
 						zap.String("job_id", j.spec.ID), zap.Error(err))
@@ -200,16 +180,20 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			recorded.Wait()
 			return next{}
 		case outRejected:
+			e.dropPair(hard, j)
 			r := j.result(queue.StatusFailed)
 			r.Error = &queue.ResultError{Code: queue.CodeBrazeRejected, Message: o.err.Message, HTTPStatus: o.err.StatusCode}
 			e.finish(hard, j, r, true, zap.Duration("braze_latency", latency))
 			return next{}
 		case outRateLimited:
+			e.saveRecord(hard, j)
 			_ = msg.Nak()
 			return next{pauseUntil: o.err.ResetAt(w.o.Clock.Now().Add(time.Minute)), reason: "rate_limited"}
 		case outConfigFault:
+			e.saveRecord(hard, j)
 			_ = msg.Nak()
 			w.o.Metrics.ConfigFaults.WithLabelValues(e.group).Inc()
+			e.lastFault.Store(&o.err.Message)
 			w.log.Error("BRAZE REJECTED THE CONFIGURATION: check the app group's API key, its sends.id.create permission and the REST URL; the lane is paused and no job is failed",
 				zap.String("app_group", e.group), zap.Int("http_status", o.err.StatusCode), zap.String("braze_message", o.err.Message))
 			return next{reason: "config_fault"}
@@ -219,19 +203,23 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			return next{}
 		}
 
-		// outRetry
-		if j.rec.Attempts >= w.o.MaxAttempts {
+		// outRetry: only these answers use up max_attempts.
+		j.rec.Failures++
+		if j.rec.Failures >= w.o.MaxAttempts {
 			r := j.result(queue.StatusFailed)
 			r.Error = &queue.ResultError{Code: queue.CodeRetriesExhausted,
-				Message: "gave up after " + strconv.Itoa(j.rec.Attempts) + " attempts: " + o.err.Error(), HTTPStatus: o.err.StatusCode}
+				Message: "gave up after " + strconv.Itoa(j.rec.Failures) + " retryable failures: " + o.err.Error(), HTTPStatus: o.err.StatusCode}
 			if err := w.o.Publisher.Dead(hard, e.group, j.spec, r.Error.Message); err != nil {
+				e.saveRecord(hard, j)
 				return e.putBack(j, "dead_letter", err)
 			}
 			w.o.Metrics.DeadLettered.WithLabelValues(e.group).Inc()
+			e.dropPair(hard, j)
 			e.finish(hard, j, r, true)
 			return next{}
 		}
-		d := backoff(j.rec.Attempts, w.o.RetryBackoff, w.o.RetryMax, w.jitter)
+		e.saveRecord(hard, j)
+		d := backoff(j.rec.Failures, w.o.RetryBackoff, w.o.RetryMax, w.jitter)
 		w.log.Info("braze call failed; retrying", zap.String("job_id", j.spec.ID), zap.String("app_group", e.group),
 			zap.Int("attempts", j.rec.Attempts), zap.Duration("backoff", d), zap.Error(o.err))
 		if !w.sleep(ctx, d) {

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,7 @@ type kit struct {
 	done    chan error
 	results *collector
 	client  *braze.Client
+	ledger  quota.Ledger
 }
 
 type kitOptions struct {
@@ -42,12 +44,15 @@ type kitOptions struct {
 	keys        map[string]string       // key per group (default "key-<group>")
 	sim         brazetest.Options
 	maxAttempts int
+	inDoubt     map[string]worker.InDoubtPolicy // per group (default: retry)
+	backoff     time.Duration                   // first retry delay (default 20ms)
 	// For the quota tests: the worker's clock (default the system clock),
 	// a wrapper around its ledger, and a handler in front of the simulator.
 	clock    quota.Clock
 	ledger   func(quota.Ledger) quota.Ledger
 	front    func(sim http.Handler) http.Handler
-	failover time.Duration // lane failover (default: the worker's)
+	metrics  *worker.Metrics // default: unregistered
+	failover time.Duration   // lane failover (default: the worker's)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -83,7 +88,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		if v, ok := o.keys[name]; ok {
 			key = v
 		}
-		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol})
+		groups = append(groups, worker.Group{Name: name, Key: braze.Key(key), Sender: k.client, Policy: pol, InDoubt: o.inDoubt[name]})
 	}
 	log := zaptest.NewLogger(t)
 	clock := o.clock
@@ -91,7 +96,8 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		clock = quota.SystemClock{}
 	}
 	pols := quota.NewPolicies(log).UseClock(clock)
-	var ledger quota.Ledger = quota.NewKV(b.Ledger, pols, clock)
+	k.ledger = quota.NewKV(b.Ledger, pols, clock)
+	var ledger quota.Ledger = k.ledger
 	if o.ledger != nil {
 		ledger = o.ledger(ledger)
 	}
@@ -99,8 +105,9 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
 		Publisher: queue.NewPublisher(k.nc, k.js, k.subj, true), Ledger: ledger,
 		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock,
-		MaxAttempts: o.maxAttempts, RetryBackoff: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second, LaneFailover: o.failover,
+		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
+		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
+		Metrics: o.metrics, LaneFailover: o.failover,
 	}, groups)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +130,16 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	})
 	k.waitReady()
 	return k
+}
+
+// used is the default group's ledger count in the current period.
+func (k *kit) used() int {
+	k.t.Helper()
+	u, err := k.ledger.Usage(context.Background(), "default")
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return u.Used
 }
 
 func (k *kit) waitReady() {

@@ -60,11 +60,19 @@ func (l *lane) poke() {
 	}
 }
 
-// resume ends a pause early (new key, new cap).
+// resume ends a pause early (new key, new cap). It leaves no token for a
+// lane that is not paused: a stale one would end the next pause (a
+// configuration fault's backoff) at once.
 func (l *lane) resume() {
 	l.poke()
+	ch := l.resumeChan()
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.pauseReason == "" {
+		return
+	}
 	select {
-	case l.resumeChan() <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -127,8 +135,13 @@ func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	// still waits minPause: the lane looks at the ledger again only then.
 	d := max(until.Sub(w.o.Clock.Now()), minPause)
 	until = w.o.Clock.Now().Add(d)
+	resumed := l.resumeChan()
 	l.pmu.Lock()
 	l.pausedUntil, l.pauseReason = until, reason
+	select { // a token left as the previous pause ended
+	case <-resumed:
+	default:
+	}
 	l.pmu.Unlock()
 	g := w.o.Metrics.Paused.WithLabelValues(l.group, reason)
 	g.Set(1)
@@ -138,10 +151,18 @@ func (l *lane) pause(ctx context.Context, until time.Time, reason string) {
 	}
 	l.lastPause = reason
 	w.log.Log(lvl, "lane paused", zap.String("app_group", l.group), zap.String("reason", reason), zap.Time("until", until))
-	select {
-	case <-w.o.Clock.After(d):
-	case <-ctx.Done():
-	case <-l.resumeChan():
+	over := w.o.Clock.After(d)
+	for waiting := true; waiting; {
+		select {
+		case <-over:
+			waiting = false
+		case <-ctx.Done():
+			waiting = false
+		case <-l.resumeChan():
+			waiting = false
+		case why := <-w.laneLost(l.group): // consumers.go: restore it now, keep pausing
+			l.restore(ctx, why)
+		}
 	}
 	g.Set(0)
 	l.pmu.Lock()
@@ -160,6 +181,9 @@ func (l *lane) run(ctx, hard context.Context) {
 			select {
 			case <-l.wake:
 				haveWork = true
+			case why := <-w.laneLost(l.group): // consumers.go
+				l.restore(ctx, why)
+				haveWork = true
 			case <-w.o.Clock.After(w.o.RecheckInterval):
 				haveWork = l.backlog(ctx)
 			case <-ctx.Done():
@@ -173,7 +197,13 @@ func (l *lane) run(ctx, hard context.Context) {
 		}
 		start := time.Now()
 		msg, err := l.pull(ctx)
+		if err == nil && msg == nil {
+			err = l.deleted() // consumers.go
+		}
 		switch {
+		case consumerLost(err): // consumers.go
+			l.restore(ctx, err)
+			continue
 		case err != nil:
 			if ctx.Err() == nil {
 				w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
@@ -252,6 +282,9 @@ func (l *lane) pull(ctx context.Context) (jetstream.Msg, error) {
 		err = nil // another replica is pinned, nothing came, or the lane stops: pull again
 	}
 	l.own.pulled(start, msg != nil, refused)
+	if msg != nil {
+		msg = l.w.gauges.counted(l.group, msg) // gauges.go
+	}
 	return msg, err
 }
 

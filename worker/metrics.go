@@ -4,11 +4,13 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sendid/sendid/queue"
 )
 
 // Metrics are the worker's Prometheus collectors. Quota and backlog gauges
-// are read at scrape time (see Worker.Collector), so the hot path only
-// increments counters.
+// are kept in memory by the worker (gauges.go) and read at scrape time
+// without a NATS call.
 type Metrics struct {
 	Jobs          *prometheus.CounterVec   // by app_group, status
 	Admitted      *prometheus.CounterVec   // by app_group
@@ -19,10 +21,17 @@ type Metrics struct {
 	Paused        *prometheus.GaugeVec     // 1 while a lane is paused, by app_group, reason
 	ConfigFaults  *prometheus.CounterVec   // 401/403/404 answers by app_group
 	InfraFailures *prometheus.CounterVec   // NATS/KV errors by stage
+	InDoubt       *prometheus.CounterVec   // jobs found with a call in doubt, by app_group
 
 	// beforePaused runs at scrape time just before Paused is collected
 	// (set by Worker.Run: it refreshes reason "operator").
 	beforePaused atomic.Pointer[func()]
+	// ConsumerRecreated counts consumers brought back after they were
+	// deleted, by consumer name (admission, lane_<group>).
+	ConsumerRecreated *prometheus.CounterVec
+	// Orphaned is the number of admitted jobs waiting for an app group that
+	// is not configured, by app_group (set at start and on reload).
+	Orphaned *prometheus.GaugeVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -47,11 +56,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InfraFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_infra_errors_total",
 			Help: "NATS, stream or KV errors that made a job wait, by stage."}, []string{"stage"}),
 	}
+	m.InDoubt = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_jobs_in_doubt_total",
+		Help: "Jobs found with an earlier call that may have reached Braze without its answer recorded (retried or failed per the in_doubt setting)."}, []string{"app_group"})
+	m.ConsumerRecreated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sendid_consumer_recreated_total",
+		Help: "Consumers recreated after they disappeared (deleted by hand, lost by the server), by consumer."}, []string{"consumer"})
+	m.ConsumerRecreated.WithLabelValues(queue.AdmissionName)
+	m.Orphaned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sendid_orphaned_jobs",
+		Help: "Admitted jobs waiting for an app group that is no longer configured (sendidctl orphans)."}, []string{"app_group"})
 	for _, st := range infraStages {
 		m.InfraFailures.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures)
+		reg.MustRegister(m.Collectors()...)
 	}
 	return m
 }
@@ -64,7 +80,7 @@ var LatencyBuckets = prometheus.ExponentialBuckets(0.005, 2, 14)
 // Values of the status and reason labels that InitGroup creates at zero.
 var (
 	finalStatuses = []string{"created", "failed", "expired"}
-	pauseReasons  = []string{"quota", "rate_limited", "config_fault", "infra", "operator"}
+	pauseReasons  = []string{"quota", "rate_limited", "config_fault", "infra", "operator", "record_held"}
 	initCodes     = []string{"429"} // the code alerts watch for
 	// infraStages are the stage values of InfraFailures that NewMetrics
 	// creates at 0 (a burst of errors of a stage born in one scrape would
@@ -94,6 +110,8 @@ func (m *Metrics) InitGroup(group string) {
 		m.Paused.WithLabelValues(group, r)
 	}
 	m.ConfigFaults.WithLabelValues(group)
+	m.InDoubt.WithLabelValues(group)
+	m.ConsumerRecreated.WithLabelValues(queue.LaneConsumer(group))
 }
 
 // pausedCollector collects Paused after running the beforePaused hook, so
@@ -107,4 +125,10 @@ func (c pausedCollector) Collect(ch chan<- prometheus.Metric) {
 		(*f)()
 	}
 	c.m.Paused.Collect(ch)
+}
+
+// Collectors lists every collector of m.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Jobs, m.Admitted, m.Deferred, m.DeadLettered, m.Requests, m.Latency, pausedCollector{m}, m.ConfigFaults, m.InfraFailures,
+		m.InDoubt, m.ConsumerRecreated, m.Orphaned}
 }

@@ -24,6 +24,9 @@ type Group struct {
 	Key    braze.Key
 	Sender Sender
 	Policy quota.Policy
+	// InDoubt is what a job does when an earlier call may have reached
+	// Braze without its answer recorded (default InDoubtRetry).
+	InDoubt InDoubtPolicy
 }
 
 // Options are the worker's collaborators and settings. Every field without
@@ -72,6 +75,10 @@ type Worker struct {
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
+
+	health  consumerHealth // consumers being restored (consumers.go)
+	gauges  gaugeBoard     // quota and backlog kept for scrapes (gauges.go)
+	orphans orphanBoard    // jobs of groups no longer configured (orphans.go)
 }
 
 // New builds a worker for groups.
@@ -102,6 +109,7 @@ func New(o Options, groups []Group) (*Worker, error) {
 		rules: queue.ReplyRules{Subjects: o.Subjects, Allow: o.ReplyAllow},
 		rnd:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5e4d)),
 	}
+	w.o.Ledger = gaugeLedger{Ledger: w.o.Ledger, board: &w.gauges} // gauges.go
 	for _, g := range groups {
 		if err := g.Policy.Validate(); err != nil {
 			return nil, fmt.Errorf("app group %s: %w", g.Name, err)
@@ -135,6 +143,9 @@ func (w *Worker) lane(group string) *lane {
 	defer w.mu.RUnlock()
 	return w.lanes[group]
 }
+
+// HasGroup reports whether group is configured.
+func (w *Worker) HasGroup(group string) bool { return w.lane(group) != nil }
 
 // Groups lists the configured app groups.
 func (w *Worker) Groups() []string {
@@ -203,6 +214,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer stopControl()
 	defer w.observeOperatorPauses()()
+	defer w.watchDeletions()()
+	stopOrphans, err := w.serveOrphans(ctx) // orphans.go
+	if err != nil {
+		return fmt.Errorf("control subjects: %w", err)
+	}
+	defer stopOrphans()
 
 	w.mu.Lock()
 	w.runCtx, w.hardCtx, w.wg, w.running = ctx, hardCtx, &wg, true
@@ -216,7 +233,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, l := range lanes {
 		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group, w.o.LaneFailover)
 		if err != nil {
-			startErr = err
+			startErr = w.explainLimit(err) // consumers.go
 			break
 		}
 		l.cons = cons
@@ -229,6 +246,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if startErr != nil {
 		return startErr
 	}
+	gaugeCtx, stopGauges := context.WithCancel(ctx) // lanes have their consumers now
+	defer stopGauges()
+	wg.Go(func() { w.refreshGauges(gaugeCtx) }) // gauges.go
+	wg.Go(func() { w.scanOrphansLogged(ctx) })  // orphans.go
 	a := &admission{w: w, cons: adm}
 	wg.Go(func() { a.run(ctx, hardCtx) })
 	wg.Wait()
@@ -262,7 +283,7 @@ func (w *Worker) Reload(groups []Group) error {
 		if running {
 			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name, w.o.LaneFailover)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, w.explainLimit(err)) // consumers.go
 				continue
 			}
 			l.cons = cons
@@ -274,6 +295,9 @@ func (w *Worker) Reload(groups []Group) error {
 			wg.Go(func() { l.run(ctx, hard) })
 		}
 		w.log.Info("app group added", zap.String("app_group", g.Name))
+	}
+	if ctx := w.runContext(); ctx != nil {
+		w.scanOrphansLogged(ctx) // orphans.go
 	}
 	return errors.Join(errs...)
 }
@@ -290,6 +314,9 @@ func (w *Worker) Ready() error {
 		return errors.New("worker not running")
 	case !w.admOK:
 		return errors.New("admission not running")
+	}
+	if err := w.health.err(); err != nil {
+		return err
 	}
 	for g, l := range w.lanes {
 		if !l.running.Load() {

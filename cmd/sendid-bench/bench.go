@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sendid-bench", flag.ContinueOnError)
 	size := fs.String("size", "reduced", "smoke, reduced or full")
 	workerBin := fs.String("worker", "", "sendid-worker binary (default: go build ./cmd/sendid-worker)")
-	only := fs.String("rows", "abcdefgh", "rows to run")
+	only := fs.String("rows", "abcdefghi", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during row g to this file")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +120,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if has('h') {
 		if err := b.quotaDay(ctx, sz.quotaBacklog); err != nil {
+			return err
+		}
+	}
+	if has('i') {
+		if err := b.scrapeRow(ctx, sz); err != nil { // scrape.go
 			return err
 		}
 	}

@@ -71,7 +71,7 @@ func TestCrashRecovery(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	env := []string{
 		"SENDID_NATS_URL=" + ns.URL(), "SENDID_BRAZE_URL=" + sim.URL, "SENDID_BRAZE_API_KEY=k",
-		"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s",
+		"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s", "SENDID_BRAZE_TIMEOUT=4s",
 		"SENDID_HTTP_ADDR=" + httpAddr, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 	}
 	logPath := filepath.Join(t.TempDir(), "worker.log")
@@ -125,6 +125,27 @@ func TestCrashRecovery(t *testing.T) {
 	// A pair sent twice must be one whose first answer was never recorded.
 	t.Logf("jobs %d, results published %d, Braze calls %d, created %d, pairs that reached Braze twice: %d",
 		jobs, res.all, st.Calls, st.Created, st.PairsTwice)
+	// Every pair that reached Braze twice had a call in doubt, and its job's
+	// result says so (in_doubt: retry, the default).
+	calls := map[string]int{}
+	for _, r := range sim.Requests() {
+		calls[r.SendID]++
+	}
+	inDoubt := 0
+	for i := range jobs {
+		id := fmt.Sprintf("crash-%d", i)
+		rs := res.by[id]
+		if len(rs) == 0 {
+			continue
+		}
+		if rs[len(rs)-1].InDoubt {
+			inDoubt++
+		}
+		if calls[id] > 1 && !rs[len(rs)-1].InDoubt {
+			t.Errorf("%s reached Braze %d times but its result does not say in_doubt: %+v", id, calls[id], rs[len(rs)-1])
+		}
+	}
+	t.Logf("results with in_doubt: %d", inDoubt)
 	if st.PairsTwice > 3 {
 		t.Errorf("%d pairs reached Braze twice over 3 kills; at most one per kill is possible", st.PairsTwice)
 	}

@@ -43,11 +43,10 @@ func startGateway(ctx context.Context, f flags, cfg *config.Config, keys map[str
 		return nil, err
 	}
 	var listeners []gateway.Listener
-	addr := gc.Addr
-	if addr == "" {
-		addr = config.DevGatewayAddr
+	main := gateway.Listener{Addr: gc.Addr}
+	if main.Addr == "" {
+		main.Addr, main.AnyPortIfBusy = config.DevGatewayAddr, true
 	}
-	main := gateway.Listener{Addr: addr}
 	if gc.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(gc.TLS.CertFile, gc.TLS.KeyFile)
 		if err != nil {
@@ -61,7 +60,7 @@ func startGateway(ctx context.Context, f flags, cfg *config.Config, keys map[str
 		if err != nil {
 			return nil, err
 		}
-		listeners = append(listeners, gateway.Listener{Addr: cfg.Dev.GatewayTLSAddr,
+		listeners = append(listeners, gateway.Listener{Addr: cfg.Dev.GatewayTLSAddr, AnyPortIfBusy: cfg.Dev.GatewayTLSAddr == config.DevGatewayTLSAddr,
 			TLS: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}})
 	}
 	gw, err := gateway.New(gateway.Options{

@@ -1,34 +1,68 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/sendid/sendid/braze"
+	"github.com/sendid/sendid/config"
 	"github.com/sendid/sendid/internal/ops"
 	"github.com/sendid/sendid/queue"
-	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
+// operatorPage builds the /ui handler (nil when ui.enabled is false). The
+// worker and its groups arrive later through wk.
+func operatorPage(cfg *config.Config, adminToken config.Secret, nc *nats.Conn, js jetstream.JetStream, wk *atomic.Pointer[worker.Worker], recent *ui.Recent, log *zap.Logger) http.Handler {
+	if !cfg.UI.Enabled {
+		return nil
+	}
+	if cfg.UI.Actions && adminToken.IsZero() {
+		log.Warn("ui.actions is on but no admin token is set: the page shows no actions")
+	}
+	return ui.Handler(ui.Options{
+		Source: func() ui.Source {
+			if w := wk.Load(); w != nil {
+				return w
+			}
+			return nil
+		},
+		Ops:     &ui.NATSOperations{NC: nc, JS: js, Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}},
+		Recent:  recent,
+		Actions: cfg.UI.Actions, AdminToken: adminToken,
+		Log: log.Named("ui"),
+	})
+}
+
 // serveHTTP serves /metrics, /healthz, /readyz, /loglevel (and pprof when
 // asked) until Shutdown. done closes when the server has stopped.
-func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
+func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, ready func() error, withPprof bool, page http.Handler, log *zap.Logger) (*http.Server, <-chan struct{}, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log), ReadHeaderTimeout: 5 * time.Second}
+	h := logLevelChanges(ops.Handler(reg, level, ready, withPprof), level, ops.LogLevelPath, log)
+	if page != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle(ui.Path, page)
+		mux.Handle(ui.Path+"/", page)
+		h = mux
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -40,7 +74,16 @@ func serveHTTP(addr string, reg *prometheus.Registry, level zap.AtomicLevel, rea
 	return srv, done, nil
 }
 
-func registerBuildInfo(reg prometheus.Registerer) {
+// metricSet is every collector of sendid's own metrics (the Go and process
+// collectors come on top in registry). The Grafana dashboard and the alert
+// rules are checked against it.
+type metricSet struct {
+	worker *worker.Metrics
+	quota  *quotaCollector
+	extra  []prometheus.Collector // build info, NATS connection
+}
+
+func newMetricSet(connected func() bool) *metricSet {
 	version, goVersion := braze.Version, ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -48,10 +91,30 @@ func registerBuildInfo(reg prometheus.Registerer) {
 			version = bi.Main.Version
 		}
 	}
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sendid_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion}})
-	g.Set(1)
-	reg.MustRegister(g)
+	info.Set(1)
+	conn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
+		func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		})
+	return &metricSet{worker: worker.NewMetrics(nil), quota: &quotaCollector{}, extra: []prometheus.Collector{info, conn}}
+}
+
+// collectors lists sendid's own collectors.
+func (s *metricSet) collectors() []prometheus.Collector {
+	return append(append(s.worker.Collectors(), s.quota), s.extra...)
+}
+
+// registry registers every collector, with Go's and the process's.
+func (s *metricSet) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.collectors()...)
+	return reg
 }
 
 var (
@@ -62,22 +125,20 @@ var (
 	descBacklog   = prometheus.NewDesc("sendid_backlog", "Admitted jobs waiting or in flight.", []string{"app_group"}, nil)
 )
 
-// quotaCollector reads the ledger and the lane consumers at scrape time.
-// These gauges describe a whole app group, not this replica, so only the
-// replica that owns the group's lane exports them (see exportsGroup): a sum
-// over instances then counts each group once.
+// quotaCollector reports the worker's quota and backlog gauges from
+// memory (worker.QuotaGauges): a scrape makes no NATS call, however many
+// groups there are. These gauges describe a whole app group, not this
+// replica, so only the replica that owns the group's lane exports them (see
+// exportsGroup): a sum over instances then counts each group once.
 type quotaCollector struct {
-	mu       sync.Mutex
-	w        *worker.Worker
-	ledger   quota.Ledger
-	js       jetstream.JetStream
-	subjects queue.Subjects
+	mu sync.Mutex
+	w  *worker.Worker
 }
 
-func (c *quotaCollector) set(w *worker.Worker, l quota.Ledger, js jetstream.JetStream, s queue.Subjects) {
+func (c *quotaCollector) set(w *worker.Worker) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.w, c.ledger, c.js, c.subjects = w, l, js, s
+	c.w = w
 }
 
 func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -88,27 +149,21 @@ func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	w, ledger, js := c.w, c.ledger, c.js
+	w := c.w
 	c.mu.Unlock()
 	if w == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for _, g := range w.Groups() {
-		if !exportsGroup(w, g) {
+	for _, g := range w.QuotaGauges() {
+		if !exportsGroup(w, g.Group) {
 			continue
 		}
-		if u, err := ledger.Usage(ctx, g); err == nil {
-			ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(u.Cap), g)
-			ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(u.Used), g)
-			ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, float64(u.Remaining), g)
-			ch <- prometheus.MustNewConstMetric(descReset, prometheus.GaugeValue, float64(u.PeriodEnd.Unix()), g)
-		}
-		if cons, err := js.Consumer(ctx, queue.Stream, queue.LaneConsumer(g)); err == nil {
-			if info, err := cons.Info(ctx); err == nil {
-				ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(info.NumPending)+float64(info.NumAckPending), g)
-			}
+		ch <- prometheus.MustNewConstMetric(descCap, prometheus.GaugeValue, float64(g.Cap), g.Group)
+		ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(g.Used), g.Group)
+		ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, float64(g.Remaining), g.Group)
+		ch <- prometheus.MustNewConstMetric(descReset, prometheus.GaugeValue, float64(g.PeriodEnd.Unix()), g.Group)
+		if g.Backlog >= 0 {
+			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(g.Backlog), g.Group)
 		}
 	}
 }

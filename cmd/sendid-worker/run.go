@@ -19,8 +19,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/sendid/sendid/internal/version"
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/ui"
 	"github.com/sendid/sendid/worker"
 )
 
@@ -167,6 +166,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if err := checkGateway(f, cfg, keys, getenv); err != nil {
 			return err
 		}
+		if err := checkAccount(ctx, cfg, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d app group(s): %s\n", len(cfg.AppGroups), strings.Join(groupNames(cfg), ", "))
 		return nil
 	}
@@ -213,25 +215,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
-	registerBuildInfo(reg)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sendid_nats_connected", Help: "1 while connected to NATS."},
-		func() float64 {
-			if nc.IsConnected() {
-				return 1
-			}
-			return 0
-		}))
+	ms := newMetricSet(nc.IsConnected)
+	reg := ms.registry()
+	metrics, collector := ms.worker, ms.quota
 
 	var (
-		wk        atomic.Pointer[worker.Worker]
-		setupErr  atomic.Pointer[string]
-		stopping  atomic.Bool
-		collector = &quotaCollector{}
+		wk       atomic.Pointer[worker.Worker]
+		setupErr atomic.Pointer[string]
+		stopping atomic.Bool
 	)
-	reg.MustRegister(collector)
 	notReady := "starting"
 	setupErr.Store(&notReady)
 	ready := func() error {
@@ -249,8 +241,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		}
 		return errors.New("worker not started")
 	}
+	adminToken, err := cfg.AdminToken(getenv)
+	if err != nil {
+		return err
+	}
+	recent := ui.NewRecent(func(g string) bool { w := wk.Load(); return w != nil && w.HasGroup(g) })
+	page := operatorPage(cfg, adminToken, nc, js, &wk, recent, log)
 	reg.MustRegister(readyGauge(ready))
-	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, log)
+	httpSrv, httpDone, err := serveHTTP(cfg.HTTPAddr, reg, level, ready, f.pprof, page, log)
 	if err != nil {
 		return err
 	}
@@ -274,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("jetstream setup failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		logSetupFailure(log, attempt, err) // checkconfig.go
 		select {
 		case <-ctx.Done():
 			return nil
@@ -286,10 +284,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 	clock := quota.SystemClock{}
 	pols := quota.NewPolicies(log.Named("quota")).UseClock(clock)
 	ledger := quota.NewKV(buckets.Ledger, pols, clock)
+	publisher := queue.NewPublisher(nc, js, subjects, cfg.Streams.Results)
+	publisher.OnResult(recent.Add)
 	w, err := worker.New(worker.Options{
 		NC: nc, JS: js, Subjects: subjects,
 		Records:   queue.NewRecords(buckets.Jobs, buckets.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subjects, cfg.Streams.Results),
+		Publisher: publisher,
 		Ledger:    ledger, Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock,
 		Log: log, Metrics: metrics,
 		MaxJobBytes: cfg.MaxJobBytes, MaxAttempts: cfg.Braze.MaxAttempts, CallTimeout: cfg.Braze.Timeout,
@@ -301,7 +301,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		return err
 	}
 	wk.Store(w)
-	collector.set(w, ledger, js, subjects)
+	collector.set(w)
 	gw, err := startGateway(ctx, f, cfg, keys, getenv, nc, js, buckets, ledger, reg, log)
 	if err != nil {
 		return err
@@ -319,7 +319,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		zap.String("nats", redact(cfg.NATS.URL)), zap.Strings("app_groups", groupNames(cfg)),
 		zap.String("http", cfg.HTTPAddr), zap.String("subject_prefix", cfg.SubjectPrefix))
 	if f.dev {
-		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
+		fmt.Fprintf(stdout, devBanner, cfg.NATS.URL, simURL, httpURL(cfg.HTTPAddr), httpURL(cfg.HTTPAddr), cfg.NATS.URL, cfg.NATS.URL, cfg.SubjectPrefix)
 		printGatewayBanner(stdout, gw, keys)
 	}
 	runErr := w.Run(ctx)
@@ -346,6 +346,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (que
 	if err := queue.EnsureStreams(sctx, js, queue.StreamSettings{
 		Subjects: queue.Subjects{Prefix: cfg.SubjectPrefix}, Replicas: cfg.Streams.Replicas,
 		DuplicateWindow: cfg.Streams.DuplicateWindow, Results: cfg.Streams.Results, ResultsMaxAge: cfg.Streams.ResultsMaxAge,
+		Groups: len(cfg.Groups()),
 	}); err != nil {
 		return queue.Buckets{}, err
 	}
@@ -380,9 +381,15 @@ func buildGroups(cfg *config.Config, keys map[string]config.Secret, simURL strin
 			}
 			clients[u] = c
 		}
+		inDoubt, err := worker.ParseInDoubt(g.InDoubt)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("app_groups.%s: %v", g.Name, err))
+			continue
+		}
 		out = append(out, worker.Group{
 			Name: g.Name, Key: braze.Key(keys[g.Name].Reveal()), Sender: c,
-			Policy: quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location, ProbeInterval: cfg.Quota.ProbeInterval},
+			Policy:  quota.Policy{Cap: g.Cap, Burst: g.Burst, Period: cfg.Quota.Period, Location: g.Location, ProbeInterval: cfg.Quota.ProbeInterval},
+			InDoubt: inDoubt,
 		})
 	}
 	if len(problems) > 0 {
@@ -472,16 +479,9 @@ func groupNames(cfg *config.Config) []string {
 	return out
 }
 
-func redact(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if pu, err := url.Parse(strings.TrimSpace(p)); err == nil && pu.User != nil {
-			pu.User = url.User("[redacted]")
-			parts[i] = pu.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// redact hides the user info of NATS URLs, also of those a URL parser
+// cannot read (a password holding '/' or '#').
+func redact(u string) string { return queue.RedactURL(u) }
 
 // startDevNATS runs an embedded JetStream server on the host and port of
 // the configured NATS URL, storing data under the dev folder.
@@ -543,6 +543,7 @@ const devBanner = `
     NATS (JetStream)  %s
     Braze simulator   %s
     metrics, health   %s/metrics  /readyz
+    operator page     %s/ui
 
   Submit a job and read its result with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):

@@ -38,6 +38,7 @@ func TestReplicaTakeover(t *testing.T) {
 		env := []string{
 			"SENDID_NATS_URL=" + ns.URL(), "SENDID_BRAZE_URL=" + sim.URL, "SENDID_BRAZE_API_KEY=k",
 			"SENDID_DAILY_CAP=1000000", "SENDID_BURST=1000", "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s",
+			"SENDID_BRAZE_TIMEOUT=4s",
 			"SENDID_HTTP_ADDR=" + addr, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		}
 		logPath := filepath.Join(dir, name+".log")

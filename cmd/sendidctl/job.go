@@ -31,11 +31,10 @@ type jobView struct {
 	Result   *queue.Result `json:"result,omitempty"`
 }
 
-// jobRecord reads a job's record through queue.Records. Records are keyed
-// by job id (group is checked against the record's own); when they are
-// keyed by app group and job id this is the one call to change.
+// jobRecord reads a job's record through queue.Records, keyed by app
+// group and job id.
 func jobRecord(ctx context.Context, rec *queue.Records, group, id string) (queue.JobRecord, bool, error) {
-	r, rev, err := rec.Job(ctx, id)
+	r, rev, err := rec.Job(ctx, group, id)
 	if err != nil || rev == 0 || (r.AppGroup != "" && r.AppGroup != group) {
 		return queue.JobRecord{}, false, err
 	}

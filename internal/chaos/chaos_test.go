@@ -135,7 +135,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	workerEnv = append(workerEnv, "SENDID_CONFIG="+cfgPath, "SENDID_NATS_URL="+natsURL, fmt.Sprintf("SENDID_BRAZE_URL=http://127.0.0.1:%d", simPort),
-		"SENDID_QUOTA_PERIOD="+period.String(), "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s")
+		"SENDID_QUOTA_PERIOD="+period.String(), "SENDID_LOG_LEVEL=warn", "SENDID_SHUTDOWN_TIMEOUT=5s", "SENDID_BRAZE_TIMEOUT=4s")
 	var workers []*proc
 	for i := range 2 {
 		w := &proc{name: fmt.Sprint("worker-", i), args: []string{workerBin}, log: filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)),
