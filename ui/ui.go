@@ -35,6 +35,8 @@ const PageSize = 50
 type Source interface {
 	Groups() []string
 	StatusOf(ctx context.Context, groups []string) ([]worker.GroupStatus, error)
+	// Orphaned lists groups no longer configured whose admitted jobs wait.
+	Orphaned() []queue.Orphan
 }
 
 var _ Source = (*worker.Worker)(nil)
@@ -362,6 +364,7 @@ type page struct {
 	NextURL     string
 	Group       string
 	Recent      []queue.Result
+	Orphans     []queue.Orphan
 	Dead        []queue.DeadLetter
 	DeadErr     string
 	GeneratedAt string
@@ -408,6 +411,7 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Rows, p.Shown = h.rows(st), len(st)
+	p.Orphans = src.Orphaned()
 	link := func(n int) string {
 		v := url.Values{}
 		if q != "" {

@@ -21,7 +21,12 @@ import (
 
 var now = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 
-type fakeSource struct{ st map[string]worker.GroupStatus }
+type fakeSource struct {
+	st      map[string]worker.GroupStatus
+	orphans []queue.Orphan
+}
+
+func (f *fakeSource) Orphaned() []queue.Orphan { return f.orphans }
 
 func (f *fakeSource) Groups() []string {
 	out := make([]string, 0, len(f.st))
@@ -104,9 +109,10 @@ func setup(t *testing.T, actions bool, groups int) *bundle {
 			Backlog: i, PacingInterval: "14m24s", Timezone: "Europe/Berlin"}
 	}
 	src.st["eu"] = worker.GroupStatus{Group: "eu", Cap: 40, Used: 40, Remaining: 0, NextReset: reset, Backlog: 7,
-		DrainETA: reset.Add(3 * time.Hour), PacingInterval: "36m", Timezone: "UTC"}
+		DrainETA: reset.Add(3 * time.Hour), PacingInterval: "36m", Timezone: "UTC", InDoubt: 2}
 	src.st["us"] = worker.GroupStatus{Group: "us", Cap: 100, Used: 3, Remaining: 97, NextReset: reset, Paused: true,
 		PauseReason: "config_fault", LastFault: "Invalid API Key", PacingInterval: "14m24s", Timezone: "America/New_York"}
+	src.orphans = []queue.Orphan{{Group: "gone", Jobs: 5}}
 	ops := &fakeOps{dead: []queue.DeadLetter{{Seq: 9, Group: "eu", Job: queue.Job{ID: "j-9", CampaignID: "c"}, Reason: "gave up after 8 attempts", At: now}}}
 	rec := NewRecent(nil)
 	rec.Add(queue.Result{ID: "r-1", AppGroup: "eu", Status: queue.StatusCreated, SendID: "s-1", Attempts: 1})
@@ -152,6 +158,8 @@ func TestOverviewShowsEveryNumber(t *testing.T) {
 		`<tr data-group="us">`, `data-value="config fault"`, `Invalid API Key`, `2026-11-29 19:00 EST`, // reset in New York time
 		`2026-11-30 03:00Z`, // eu's drain ETA
 		`http-equiv="refresh"`,
+		`<tr data-orphan="gone">`, `data-value="5"`, "sendidctl orphans fail gone", // orphaned group
+		`class="indoubt" data-value="2"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)

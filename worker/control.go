@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +34,9 @@ type GroupStatus struct {
 	// LastFault is Braze's message with the last configuration fault, while
 	// the lane is paused for one.
 	LastFault string `json:"last_fault,omitempty"`
+	// InDoubt counts the group's jobs found with a call in doubt since this
+	// replica started (sendid_jobs_in_doubt_total).
+	InDoubt int `json:"in_doubt"`
 }
 
 // Status reports every group's quota, backlog, pause state and drain ETA.
@@ -57,7 +62,14 @@ func (w *Worker) StatusOf(ctx context.Context, groups []string) ([]GroupStatus, 
 			return nil, err
 		}
 		st := GroupStatus{Group: g, Cap: u.Cap, Used: u.Used, Remaining: u.Remaining, NextReset: u.PeriodEnd.UTC(),
-			Backlog: int(info.NumPending) + info.NumAckPending, BlockedUntil: u.ExhaustedUntil}
+			Backlog: int(info.NumPending) + info.NumAckPending, BlockedUntil: u.ExhaustedUntil,
+			InDoubt: int(counterValue(w.o.Metrics.InDoubt.WithLabelValues(g)))}
+		// What operators read here is what /metrics exports next (Usage went
+		// through the gauge ledger; the backlog is recorded the same way).
+		w.gauges.update(g, func(gg *groupGauge) {
+			gg.backlog, gg.haveBacklog = st.Backlog, true
+			gg.opPaused, gg.opUntil = info.Paused, w.o.Clock.Now().Add(info.PauseRemaining)
+		})
 		pol, _ := w.o.Policies.Get(g)
 		st.PacingInterval = pol.Interval().String()
 		st.Timezone = pol.Location.String()
@@ -65,6 +77,11 @@ func (w *Worker) StatusOf(ctx context.Context, groups []string) ([]GroupStatus, 
 			st.Timezone = "UTC"
 		}
 		if until, reason := l.pauseState(); reason != "" {
+			if reason == "quota" && u.Remaining == 0 {
+				// The lane looks again every few minutes; the pause
+				// really lasts until the reset (or Braze's block).
+				until = laterOf(u.PeriodEnd, u.ExhaustedUntil)
+			}
 			st.Paused, st.PauseReason, st.PausedUntil = true, reason, until
 			if f := l.exec.lastFault.Load(); f != nil && reason == "config_fault" {
 				st.LastFault = *f
@@ -125,4 +142,20 @@ func (w *Worker) serveControl(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	return func() { _ = q.Unsubscribe(); _ = wake.Unsubscribe() }, nil
+}
+
+// counterValue reads a counter's current value.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -183,4 +184,17 @@ func (w *Worker) runContext() context.Context {
 		return nil
 	}
 	return w.runCtx
+}
+
+// Orphaned lists, from the last scan, the groups that are no longer
+// configured but still have admitted jobs waiting.
+func (w *Worker) Orphaned() []queue.Orphan {
+	w.orphans.mu.Lock()
+	defer w.orphans.mu.Unlock()
+	out := make([]queue.Orphan, 0, len(w.orphans.last))
+	for g, n := range w.orphans.last {
+		out = append(out, queue.Orphan{Group: g, Jobs: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out
 }
