@@ -12,13 +12,10 @@ const (
 	InDoubtFail  = "fail"  // make no call; the job ends failed / outcome_unknown
 )
 
-// ConsumerAckWait is the AckWait of sendid's admission and lane consumers
-// (queue.EnsureAdmission, queue.EnsureLane). A message not acked within it
-// is delivered again.
-const ConsumerAckWait = 30 * time.Second
-
-// consumersAckWait is the AckWait the consumers run with under c.
-func (c *Config) consumersAckWait() time.Duration { return ConsumerAckWait }
+// consumersAckWait is the AckWait the admission and lane consumers run with
+// under c: lane_failover (queue.EnsureAdmission, queue.EnsureLane). A
+// message not acked within it is delivered again.
+func (c *Config) consumersAckWait() time.Duration { return c.LaneFailover }
 
 // callProblems checks the settings that decide whether a call or a job can
 // happen twice: the in_doubt policies, the stream's duplicate window

@@ -63,6 +63,10 @@ type Config struct {
 	// AdminTokenFile holds the operators' admin token (or set
 	// SENDID_ADMIN_TOKEN / SENDID_ADMIN_TOKEN_FILE). None.
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// LaneFailover is how long a group's owning replica may stop pulling
+	// before another replica takes the group over, and how long the job
+	// in flight of a replica that died waits before it is redelivered.
+	LaneFailover time.Duration `yaml:"lane_failover"` // 5s; SENDID_LANE_FAILOVER
 	// HTTPAdmin guards the HTTP endpoints that change or expose the process
 	// (PUT /loglevel, pprof); see security.go.
 	HTTPAdmin HTTPAdmin `yaml:"http_admin"`
@@ -179,10 +183,11 @@ func Default() *Config {
 		Streams: Streams{Replicas: 1, DuplicateWindow: 2 * time.Minute, Results: true, ResultsMaxAge: 72 * time.Hour,
 			JobRecordTTL: 7 * 24 * time.Hour, PairTTL: 30 * 24 * time.Hour, RecheckInterval: time.Minute,
 			MaxBytes: DefaultStreamMaxBytes, ResultsMaxBytes: DefaultResultsMaxBytes},
-		Dev:       Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
-		Gateway:   defaultGateway(),
-		UI:        UI{Enabled: true},
-		HTTPAdmin: HTTPAdmin{AllowLoopback: true},
+		Dev:          Dev{DataDir: "./sendid-dev-data", GatewayTLSAddr: DevGatewayTLSAddr},
+		Gateway:      defaultGateway(),
+		UI:           UI{Enabled: true},
+		LaneFailover: 5 * time.Second,
+		HTTPAdmin:    HTTPAdmin{AllowLoopback: true},
 	}
 }
 
@@ -205,6 +210,7 @@ var EnvNames = []string{
 	"SENDID_SHUTDOWN_TIMEOUT",
 	"SENDID_IN_DOUBT", "SENDID_BRAZE_TIMEOUT",
 	"SENDID_GATEWAY_ADDR", "SENDID_ADMIN_TOKEN", "SENDID_ADMIN_TOKEN_FILE",
+	"SENDID_LANE_FAILOVER",
 }
 
 // Load applies defaults, then the YAML file at path (if any), then the
@@ -333,6 +339,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("SENDID_SHUTDOWN_TIMEOUT", &c.Shutdown)
 	dur("SENDID_BRAZE_TIMEOUT", &c.Braze.Timeout)
 	str("SENDID_GATEWAY_ADDR", &c.Gateway.Addr)
+	dur("SENDID_LANE_FAILOVER", &c.LaneFailover)
 
 	// The default group: present unless the file lists groups without it
 	// and no SENDID_* variable for it is set.
@@ -484,6 +491,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Shutdown <= 0 {
 		add("shutdown_timeout (SENDID_SHUTDOWN_TIMEOUT): must be > 0")
+	}
+	if c.LaneFailover < time.Second || c.LaneFailover > 5*time.Minute {
+		add("lane_failover (SENDID_LANE_FAILOVER): %s is outside 1s..5m", c.LaneFailover)
 	}
 	s := c.Streams
 	if s.Replicas < 1 || s.Replicas > 5 {

@@ -83,11 +83,6 @@ var KeyDocs = map[string]KeyDoc{
 	"app_groups.<name>.reply_subjects": {Default: "`reply_subjects`", Doc: "The group's own allow-list of reply subject patterns; when set it applies instead of the top-level `reply_subjects`."},
 	"app_groups.<name>.max_backlog":    {Default: "`0` (unlimited)", Doc: "Admitted jobs that may wait in the group's FIFO; beyond it admission answers `failed` / `backlog_full`."},
 
-	"admin_token_file": {Env: "SENDID_ADMIN_TOKEN_FILE (or the token itself in SENDID_ADMIN_TOKEN)", Doc: "File holding the operators' admin token (at least 16 characters; never a flag or a YAML value): `PUT /loglevel`, pprof and the operator page's actions."},
-	"ui":               {Doc: "The operator page at `/ui` on the ops listener."},
-	"ui.enabled":       {Doc: "Serve the operator page."},
-	"ui.actions":       {Doc: "Show pause, resume and replay buttons to requests that carry the admin token."},
-
 	"http_admin":                {Doc: "Who may `PUT /loglevel` and read `/debug/pprof/`: the admin token (`admin_token_file`, sent as `Authorization: Bearer …`), or a loopback peer when allowed; everyone else gets 403."},
 	"http_admin.allow_loopback": {Doc: "Admit requests from 127.0.0.1 / ::1 without the token."},
 
@@ -110,6 +105,13 @@ var KeyDocs = map[string]KeyDoc{
 	"gateway.read_timeout":        {Doc: "Time limit for a whole request, body included."},
 	"gateway.write_timeout":       {Doc: "Time limit for an answer; must exceed `wait` (`X-Sendid-Wait` is capped 1s below it)."},
 	"gateway.idle_timeout":        {Doc: "How long an idle keep-alive connection stays open."},
+
+	"ui":               {Doc: "The operator page at `/ui` on the `http_addr` listener."},
+	"ui.enabled":       {Doc: "Serve the operator page."},
+	"ui.actions":       {Doc: "Show pause, resume and replay buttons to requests that carry the admin token."},
+	"admin_token_file": {Env: "SENDID_ADMIN_TOKEN_FILE (or the token itself in SENDID_ADMIN_TOKEN)", Doc: "File holding the operators' admin token (at least 16 characters), which `PUT /loglevel`, pprof (see `http_admin`) and the operator page's actions require."},
+
+	"lane_failover": {Env: "SENDID_LANE_FAILOVER", Doc: "1s … 5m. One replica at a time owns an app group's lane (and admission); another takes over when the owner has not pulled for this long, and the job in flight of an owner that died is redelivered after it. An owner stopping on SIGTERM hands over at once."},
 }
 
 // Reference renders docs/configuration.md: every key of Config with its

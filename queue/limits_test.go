@@ -61,11 +61,11 @@ func TestEnsureStreamsRespectsAccountLimits(t *testing.T) {
 		t.Fatalf("stream MaxConsumers %d, want the account's 50", got)
 	}
 	for i := range 10 {
-		if _, err := queue.EnsureLane(ctx, js, set.Subjects, "g"+string(rune('a'+i))); err != nil {
+		if _, err := queue.EnsureLane(ctx, js, set.Subjects, "g"+string(rune('a'+i)), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := queue.EnsureAdmission(ctx, js, set.Subjects); err != nil {
+	if _, err := queue.EnsureAdmission(ctx, js, set.Subjects, 0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -265,8 +265,18 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, s BucketSettings
 }
 
 // EnsureAdmission creates or updates the shared durable consumer of every
-// job subject.
-func EnsureAdmission(ctx context.Context, js jetstream.JetStream, s Subjects) (jetstream.Consumer, error) {
+// job subject. Like a lane, it is pulled through LanePriorityGroup with the
+// pinned policy, so one replica at a time admits, in stream order: jobs of
+// a group reach its FIFO in the order they were published, whatever the
+// number of replicas. AckWait = failover (DefaultLaneFailover when 0): the
+// unacknowledged jobs of an admitting replica that died are redelivered by
+// the time another is pinned, and the server hands out redeliveries first.
+// Admission is idempotent (ready messages carry a Nats-Msg-Id), so a
+// redelivery costs work, never a second admission.
+func EnsureAdmission(ctx context.Context, js jetstream.JetStream, s Subjects, failover time.Duration) (jetstream.Consumer, error) {
+	if failover <= 0 {
+		failover = DefaultLaneFailover
+	}
 	var c jetstream.Consumer
 	err := retry(ctx, func() (err error) {
 		c, err = js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
@@ -274,9 +284,12 @@ func EnsureAdmission(ctx context.Context, js jetstream.JetStream, s Subjects) (j
 			Description:    "sendid admission: validate, dedup, forecast, admit",
 			FilterSubjects: []string{s.Prefix + ".jobs", s.Prefix + ".jobs.*"},
 			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        30 * time.Second,
+			AckWait:        failover,
 			MaxDeliver:     -1,
 			MaxAckPending:  1024,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{LanePriorityGroup},
+			PinnedTTL:      failover,
 		})
 		return err
 	})
@@ -286,19 +299,33 @@ func EnsureAdmission(ctx context.Context, js jetstream.JetStream, s Subjects) (j
 	return c, nil
 }
 
-// EnsureLane creates or updates a group's lane consumer.
-func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group string) (jetstream.Consumer, error) {
+// EnsureLane creates or updates a group's lane consumer. Every replica
+// pulls it through the priority group LanePriorityGroup with the pinned
+// policy: one replica at a time receives the group's jobs, and another
+// takes the group over once the owner has not pulled for failover
+// (PinnedTTL; DefaultLaneFailover when 0). MaxAckPending 1 keeps one job of
+// the group in flight across all replicas, also while ownership moves, and
+// AckWait = failover redelivers the job of an owner that died (a live one
+// extends it with InProgress). A consumer created before priority groups
+// existed is updated in place: the server accepts the new policy.
+func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group string, failover time.Duration) (jetstream.Consumer, error) {
+	if failover <= 0 {
+		failover = DefaultLaneFailover
+	}
 	var c jetstream.Consumer
 	name := LaneConsumer(group)
 	err := retry(ctx, func() (err error) {
 		c, err = js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   "sendid lane of app group " + group,
-			FilterSubject: s.Ready(group),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second, // kept alive with InProgress every 10s during slow calls
-			MaxDeliver:    -1,
-			MaxAckPending: 256,
+			Durable:        name,
+			Description:    "sendid lane of app group " + group,
+			FilterSubject:  s.Ready(group),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        failover,
+			MaxDeliver:     -1,
+			MaxAckPending:  1,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{LanePriorityGroup},
+			PinnedTTL:      failover,
 		})
 		return err
 	})
@@ -307,6 +334,30 @@ func EnsureLane(ctx context.Context, js jetstream.JetStream, s Subjects, group s
 	}
 	return c, nil
 }
+
+// HandOverLane unpins the group's lane consumer so that another replica
+// takes the group over at once instead of after the failover time. Only
+// the owner should call it, when it stops: it unpins whoever is pinned.
+func HandOverLane(ctx context.Context, js jetstream.JetStream, group string) error {
+	st, err := js.Stream(ctx, Stream)
+	if err != nil {
+		return fmt.Errorf("hand over lane %s: %w", group, err)
+	}
+	if err := st.UnpinConsumer(ctx, LaneConsumer(group), LanePriorityGroup); err != nil {
+		return fmt.Errorf("hand over lane %s: %w", group, err)
+	}
+	return nil
+}
+
+// LanePriorityGroup is the priority group of every lane consumer and of
+// admission.
+const LanePriorityGroup = "sendid"
+
+// DefaultLaneFailover is the lane failover time when none is configured:
+// how long a group's owner may go without pulling before another replica
+// takes the group over, and how long a job of an owner that died waits
+// before it is redelivered.
+const DefaultLaneFailover = 5 * time.Second
 
 // retry absorbs the transient errors of several replicas creating the same
 // assets at once, or of a cluster electing a leader.

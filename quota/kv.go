@@ -24,6 +24,7 @@ type KV struct {
 
 	mu    sync.Mutex
 	lease map[string]int // ledger key → slots reserved in KV, not yet handed out
+	pacer *Pacer         // set by PaceWith
 }
 
 // leaseSize is how many slots one compare-and-swap reserves for a group: about
@@ -119,11 +120,24 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 	per := pol.PeriodAt(now)
 	key := Key(group, per)
 	if ok, seen, err := l.takeLeased(ctx, key, pol, now); err != nil || ok {
+		if err == nil && l.pacer != nil { // a leased slot's token comes from this replica's bucket
+			b, perr := l.pacer.take(group, Bucket{}, now)
+			if perr != nil {
+				l.mu.Lock()
+				l.lease[key]++ // not handed out after all
+				l.mu.Unlock()
+				return Slot{}, perr
+			}
+			l.pacer.commit(group, b, false)
+		}
 		return Slot{Group: group, Period: per, seen: seen}, err
 	}
 	want, got, probe, seen := leaseSize(pol), 0, false, uint64(0)
+	var paced Bucket
+	prev := l.prevBucket(ctx, group, pol, per)
 	err = l.update(ctx, key, func(r record) (record, error) {
 		var err error
+		orig := r
 		got, probe = 0, false
 		for got < want && !probe {
 			next, p, rerr := r.reserve(group, pol, per, now)
@@ -138,12 +152,18 @@ func (l *KV) Reserve(ctx context.Context, group string) (Slot, error) {
 		}
 		seen = r.Answers
 		if got > 0 {
+			if r, paced, err = pace(l.pacer, group, r, prev, now); err != nil {
+				return orig, err // no slot without its token: nothing written
+			}
 			return r, nil
 		}
 		return r, err
 	})
 	if err != nil {
 		return Slot{}, err
+	}
+	if l.pacer != nil {
+		l.pacer.commit(group, paced, true)
 	}
 	if got > 1 {
 		l.mu.Lock()

@@ -30,6 +30,9 @@ type Ledger interface {
 	Sync(ctx context.Context, group string, obs Observation) error
 	// Usage is a snapshot of the group's current period.
 	Usage(ctx context.Context, group string) (Usage, error)
+	// PaceWith makes Reserve take the group's pacer token with the slot
+	// and keep the pacer's bucket in the record (see KV.PaceWith).
+	PaceWith(p *Pacer)
 }
 
 // Slot is a granted reservation.
@@ -81,6 +84,9 @@ type Usage struct {
 	Uncertain int `json:"uncertain,omitempty"`
 	// InFlight counts the slots granted and not yet answered (leases too).
 	InFlight int `json:"in_flight,omitempty"`
+	// Bucket is the group's pacer bucket as last stored with a
+	// reservation (zero if none this period); see Pacer.SharedTokens.
+	Bucket Bucket `json:"-"`
 }
 
 // record is the ledger's state for one group and period; memory and KV
@@ -107,6 +113,10 @@ type record struct {
 	// was granted: an older header (another replica's call answered before
 	// ours, applied after) must not undo a newer one.
 	Answers uint64 `json:"answers,omitempty"`
+	// The group's pacer bucket (Bucket), written with each reservation of
+	// a pacing ledger: tokens left and when, in unix µs (0: none yet).
+	PacerTokens float64 `json:"pacer_tokens,omitempty"`
+	PacerAt     int64   `json:"pacer_at_us,omitempty"`
 }
 
 // adopt makes pol's cap the one in force when it was configured more
@@ -261,6 +271,7 @@ func (r record) usage(group string, pol Policy, per Period) Usage {
 		Group: group, Cap: c, Used: r.Used, Remaining: max(c-r.Used, 0),
 		PeriodStart: per.Start, PeriodEnd: per.End, ExhaustedUntil: r.until(), BrazeLimit: r.BrazeLimit,
 		Uncertain: r.Uncertain, InFlight: r.InFlight,
+		Bucket: r.bucket(),
 	}
 }
 
@@ -394,6 +405,7 @@ type Memory struct {
 	clock Clock
 	mu    sync.Mutex
 	recs  map[string]record
+	pacer *Pacer // set by PaceWith
 }
 
 var _ Ledger = (*Memory)(nil)
@@ -414,11 +426,22 @@ func (m *Memory) Reserve(_ context.Context, group string) (Slot, error) {
 	k := Key(group, per)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rec, probe, err := m.recs[k].reserve(group, pol, per, now)
+	orig := m.recs[k]
+	rec, probe, err := orig.reserve(group, pol, per, now)
 	m.recs[k] = rec
 	if err != nil {
 		return Slot{}, err
 	}
+	prev := func() Bucket { return m.recs[Key(group, previous(pol, per))].bucket() }
+	paced, b, err := pace(m.pacer, group, rec, prev, now)
+	if err != nil {
+		m.recs[k] = orig // no slot without its token
+		return Slot{}, err
+	}
+	if m.pacer != nil {
+		m.pacer.commit(group, b, true)
+	}
+	m.recs[k] = paced
 	return Slot{Group: group, Period: per, Probe: probe, seen: rec.Answers}, nil
 }
 

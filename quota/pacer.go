@@ -13,15 +13,24 @@ import (
 // rate Cap/Period and the policy's burst. It shapes traffic only; the Ledger
 // decides whether a call may happen at all (a fresh limiter starts full, so a
 // restart would otherwise refill the burst).
+//
+// With several replicas the group's bucket is shared through its ledger
+// record (see Bucket): a ledger that paces (PaceWith) takes the token with
+// the reservation and stores the bucket, and a replica that takes a group
+// over continues that bucket.
 type Pacer struct {
 	clock Clock
 	mu    sync.Mutex
 	lims  map[string]*rate.Limiter
+	// stored is the bucket this pacer last wrote to or read from the
+	// group's ledger record: a record holding another bucket was written by
+	// another replica since.
+	stored map[string]Bucket
 }
 
 // NewPacer returns a pacer with no groups.
 func NewPacer(clock Clock) *Pacer {
-	return &Pacer{clock: clock, lims: map[string]*rate.Limiter{}}
+	return &Pacer{clock: clock, lims: map[string]*rate.Limiter{}, stored: map[string]Bucket{}}
 }
 
 // Set adds a group or applies a changed policy to it without losing its
@@ -52,17 +61,19 @@ func (p *Pacer) limiter(group string) (*rate.Limiter, error) {
 }
 
 // Wait blocks until the group has a token, without taking it, or ctx ends.
-// The lane waits first and takes the token (Take) only once it has a job to
-// spend it on: an idle probe must not cost a token.
+// The lane waits first and takes the token only once it has a job to spend
+// it on (a pacing ledger takes it with the slot; see PaceWith): an idle
+// probe must not cost a token.
 //
 // (rate.Reservation.CancelAt cannot give back a token that was granted
 // without delay, so reserving first and cancelling later does not work.)
 func (p *Pacer) Wait(ctx context.Context, group string) error {
-	l, err := p.limiter(group)
-	if err != nil {
-		return err
-	}
 	for {
+		// Looked up each time: continuing a shared bucket replaces it.
+		l, err := p.limiter(group)
+		if err != nil {
+			return err
+		}
 		tokens := l.TokensAt(p.clock.Now())
 		if tokens >= 1 {
 			return nil
@@ -76,7 +87,8 @@ func (p *Pacer) Wait(ctx context.Context, group string) error {
 	}
 }
 
-// Take spends one of the group's tokens.
+// Take spends one of the group's tokens, outside a pacing ledger's
+// reservation.
 func (p *Pacer) Take(group string) {
 	if l, err := p.limiter(group); err == nil {
 		l.AllowN(p.clock.Now(), 1)

@@ -37,14 +37,18 @@ func (a *admission) run(ctx, hard context.Context) {
 			case <-ctx.Done():
 				_ = m.Nak()
 			}
-		}, jetstream.PullMaxMessages(maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if consumerLost(err) {
-				select {
-				case lost <- err:
-				default:
+		}, jetstream.PullMaxMessages(maxBatch), jetstream.PullPriorityGroup(queue.LanePriorityGroup),
+			// Pull again well within the pin's TTL, also when idle: this
+			// replica keeps admitting until it stops.
+			jetstream.PullExpiry(max(w.o.LaneFailover/2, time.Second)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if consumerLost(err) {
+					select {
+					case lost <- err:
+					default:
+					}
 				}
-			}
-		}))
+			}))
 		if err != nil {
 			if consumerLost(err) {
 				a.restore(ctx, err)

@@ -136,14 +136,14 @@ func (w *Worker) restore(ctx context.Context, name string, why error, ensure fun
 // restoreAdmission is restore for the admission consumer.
 func (w *Worker) restoreAdmission(ctx context.Context, why error) (jetstream.Consumer, error) {
 	return w.restore(ctx, queue.AdmissionName, why, func(ctx context.Context) (jetstream.Consumer, error) {
-		return queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects)
+		return queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects, w.o.LaneFailover)
 	})
 }
 
 // restoreLane is restore for a group's lane consumer.
 func (w *Worker) restoreLane(ctx context.Context, group string, why error) (jetstream.Consumer, error) {
 	return w.restore(ctx, queue.LaneConsumer(group), why, func(ctx context.Context) (jetstream.Consumer, error) {
-		return queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, group)
+		return queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, group, w.o.LaneFailover)
 	})
 }
 

@@ -91,7 +91,7 @@ func (w *Worker) StatusOf(ctx context.Context, groups []string) ([]GroupStatus, 
 			st.Paused, st.PauseReason, st.PausedUntil = true, "operator", w.o.Clock.Now().Add(info.PauseRemaining).UTC()
 		}
 		if st.Backlog > 0 {
-			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.Tokens(g), st.Backlog-1).UTC()
+			st.DrainETA = quota.Forecast(w.o.Clock.Now(), pol, withPause(u, info.Paused, st.PausedUntil), w.o.Pacer.SharedTokens(g, u), st.Backlog-1).UTC()
 		}
 		out = append(out, st)
 	}

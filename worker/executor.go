@@ -83,7 +83,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 	}
 
 	// Keep the message ours while we work, however long Braze takes.
-	stopTicker := keepAlive(hard, msg)
+	stopTicker := keepAlive(hard, msg, w.o.LaneFailover/3)
 	defer stopTicker()
 
 	if n, done := e.claim(hard, j, release); done {
@@ -115,7 +115,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 				_ = msg.Nak()
 				return next{}
 			}
-			if slot, err = w.o.Ledger.Reserve(ctx, e.group); err != nil {
+			if slot, err = e.reserve(ctx); err != nil {
 				return e.putBack(j, "", err)
 			}
 		}
@@ -226,12 +226,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			_ = msg.Nak()
 			return next{}
 		}
-		if err := w.o.Pacer.Wait(ctx, e.group); err != nil {
-			_ = msg.Nak()
-			return next{}
-		}
-		w.o.Pacer.Take(e.group)
-		if slot, err = w.o.Ledger.Reserve(ctx, e.group); err != nil {
+		if slot, err = e.reserve(ctx); err != nil {
 			return e.putBack(j, "", err)
 		}
 	}
@@ -300,12 +295,13 @@ func (e *executor) observe(o outcome, latency time.Duration) {
 	m.Latency.WithLabelValues(e.group).Observe(latency.Seconds())
 }
 
-// keepAlive tells the server we are still working on msg until stopped.
-func keepAlive(ctx context.Context, msg jetstream.Msg) (stop func()) {
+// keepAlive tells the server we are still working on msg, every interval
+// (a third of the lane's AckWait), until stopped.
+func keepAlive(ctx context.Context, msg jetstream.Msg, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(10 * time.Second)
+		t := time.NewTicker(max(interval, 100*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {

@@ -36,7 +36,7 @@ type forecastSnapshot struct {
 type snapshotSource struct {
 	pending func(ctx context.Context) (pending int, pausedFor time.Duration, paused bool, err error)
 	usage   func(ctx context.Context) (quota.Usage, error)
-	tokens  func() float64
+	tokens  func(u quota.Usage) float64 // the group's shared bucket, as u carries it
 }
 
 // admitted counts one more job ahead.
@@ -81,14 +81,13 @@ func (f *forecastSnapshot) forecast(ctx context.Context, now time.Time, pol quot
 		if err != nil {
 			return 0, time.Time{}, err
 		}
-		f.u, f.at, f.tokens = u, now, src.tokens()
+		f.u, f.at, f.tokens = u, now, src.tokens(u)
 		f.ahead = pending - f.held
 		if f.ahead < 0 {
-			// The lane holds a slot for a message it has not fetched (it
-			// reserves before fetching, and idles 500ms in the fetch): the
-			// ledger counts that slot, yet no job stands behind it. Left as
-			// used, it deferred the job that would take the period's last
-			// slot.
+			// The lane holds a slot whose message the consumer no longer
+			// counts (acked, or not fetched): the ledger counts that slot,
+			// yet no job stands behind it. Left as used, it deferred the
+			// job that would take the period's last slot.
 			f.u.Used += f.ahead
 			f.u.Remaining -= f.ahead
 			f.ahead = 0

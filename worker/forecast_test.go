@@ -26,7 +26,7 @@ func TestForecastSlotHeldForNoMessage(t *testing.T) {
 		usage: func(context.Context) (quota.Usage, error) {
 			return quota.Usage{Cap: pol.Cap, Used: used, Remaining: pol.Cap - used, PeriodStart: per.Start, PeriodEnd: per.End}, nil
 		},
-		tokens: func() float64 { return 1 },
+		tokens: func(quota.Usage) float64 { return 1 },
 	}
 	ahead, eta, err := f.forecast(context.Background(), now, pol, per, src)
 	if err != nil || ahead != 0 || !eta.Before(per.End) {

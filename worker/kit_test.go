@@ -49,10 +49,11 @@ type kitOptions struct {
 	backoff     time.Duration                   // first retry delay (default 20ms)
 	// For the quota tests: the worker's clock (default the system clock),
 	// a wrapper around its ledger, and a handler in front of the simulator.
-	clock   quota.Clock
-	ledger  func(quota.Ledger) quota.Ledger
-	front   func(sim http.Handler) http.Handler
-	metrics *worker.Metrics // default: unregistered
+	clock    quota.Clock
+	ledger   func(quota.Ledger) quota.Ledger
+	front    func(sim http.Handler) http.Handler
+	metrics  *worker.Metrics // default: unregistered
+	failover time.Duration   // lane failover (default: the worker's)
 
 	// For the security tests: adjust each group before the worker starts.
 	tune func(*worker.Group)
@@ -115,7 +116,7 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock,
 		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
 		ShutdownTimeout: 5 * time.Second, RecheckInterval: 2 * time.Second,
-		Metrics: o.metrics,
+		Metrics: o.metrics, LaneFailover: o.failover,
 	}, groups)
 	if err != nil {
 		t.Fatal(err)

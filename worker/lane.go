@@ -12,12 +12,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 )
 
-// lane works one app group's FIFO with one job in flight: a pacer token and
-// a ledger slot first, then one message, which its executor works to an
-// outcome. A paused lane costs nothing: its jobs wait in the stream.
+// lane works one app group's FIFO with one job in flight across all
+// replicas: it pulls one message (when this replica owns the group), takes
+// the group's pacer token and a ledger slot for it, and has its executor
+// work it to an outcome. A paused lane costs nothing: its jobs wait in the
+// stream.
 type lane struct {
 	w        *Worker
 	group    string
@@ -29,6 +32,7 @@ type lane struct {
 
 	fc   forecastSnapshot
 	exec executor
+	own  ownership
 
 	pmu         sync.Mutex
 	pausedUntil time.Time
@@ -44,6 +48,7 @@ func newLane(w *Worker, g Group) *lane {
 	l := &lane{w: w, group: g.Name, wake: make(chan struct{}, 1)}
 	l.settings.Store(&g)
 	l.exec = executor{w: w, group: g.Name, settings: &l.settings, fc: &l.fc}
+	l.own.failover = w.o.LaneFailover
 	return l
 }
 
@@ -110,7 +115,7 @@ func (l *lane) forecast(ctx context.Context) (int, time.Time, quota.Period, erro
 			return int(info.NumPending) + info.NumAckPending, info.PauseRemaining, info.Paused, nil
 		},
 		usage:  func(ctx context.Context) (quota.Usage, error) { return w.o.Ledger.Usage(ctx, l.group) },
-		tokens: func() float64 { return w.o.Pacer.Tokens(l.group) },
+		tokens: func(u quota.Usage) float64 { return w.o.Pacer.SharedTokens(l.group, u) },
 	})
 	if err != nil {
 		return 0, time.Time{}, quota.Period{}, err
@@ -185,20 +190,17 @@ func (l *lane) run(ctx, hard context.Context) {
 			}
 			continue
 		}
+		// The token first, as far as this replica knows the bucket: a
+		// message is not held waiting for it when the lane owns the group.
 		if err := w.o.Pacer.Wait(ctx, l.group); err != nil {
 			continue
 		}
-		msg, slot, err := l.acquire(ctx)
+		start := time.Now()
+		msg, err := l.pull(ctx)
 		if err == nil && msg == nil {
 			err = l.deleted() // consumers.go
 		}
-		var ex *quota.Exhausted
 		switch {
-		case errors.As(err, &ex):
-			// Look again after at most maxQuotaPause: another replica's
-			// momentary probe, a released slot or a raised cap may free one.
-			l.pause(ctx, earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), "quota")
-			continue
 		case consumerLost(err): // consumers.go
 			l.restore(ctx, err)
 			continue
@@ -210,12 +212,19 @@ func (l *lane) run(ctx, hard context.Context) {
 			}
 			continue
 		case msg == nil:
-			haveWork = false
+			// Empty, or another replica owns the group: keep pulling while
+			// the group has jobs, so as to take it over when its owner
+			// stops; idle when it has none.
+			haveWork = l.pullAgain(ctx)
+			if haveWork && time.Since(start) < quickPull {
+				// Refused at once (a pin that moved): not a loop.
+				w.sleep(ctx, quickPull)
+			}
 			continue
 		}
-		w.o.Pacer.Take(l.group)
-		n := l.exec.execute(ctx, hard, msg, slot)
+		n := l.work(ctx, hard, msg)
 		l.fc.drop(func() {})
+		l.own.released()
 		switch n.reason {
 		case "":
 			faults = 0
@@ -228,47 +237,100 @@ func (l *lane) run(ctx, hard context.Context) {
 			l.pause(ctx, n.pauseUntil, n.reason)
 		}
 	}
+	l.handOver(ctx)
 }
 
-// acquire takes a slot and then one message; it gives the slot back when
-// there is no message. A nil message with a nil error means the FIFO looks
-// empty.
-//
-// The fetch waits at most fetchWait and never holds the snapshot's lock:
-// the slot counts as held (for forecasts) from its reservation to its
-// release or the job's ack. FetchNoWait is not used: it sets no expiry, and
-// a paused consumer with pending messages parks such a request, so it could
-// block forever.
-func (l *lane) acquire(ctx context.Context) (jetstream.Msg, quota.Slot, error) {
-	w := l.w
-	var slot quota.Slot
-	err := l.fc.hold(func() (err error) {
-		slot, err = w.o.Ledger.Reserve(ctx, l.group)
-		return err
-	})
+// handOver lets another replica take the group over at once when this one
+// owned it and stops (it holds no message by now).
+func (l *lane) handOver(ctx context.Context) {
+	if !l.owns() {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := queue.HandOverLane(hctx, l.w.o.JS, l.group); err != nil {
+		l.w.log.Warn("lane not handed over; another replica takes it after the failover time", zap.String("app_group", l.group), zap.Error(err))
+	}
+}
+
+// pull long-polls the group's FIFO for one message through the pinned
+// priority group (queue.EnsureLane). A nil message with a nil error means
+// none came: the FIFO is empty, another replica owns the group, or its one
+// job in flight is elsewhere. The poll lasts half the failover time, so an
+// owner pulls again before its pin lapses, and ends with ctx. FetchNoWait is
+// not used: it sets no expiry, and a paused consumer with pending messages
+// parks such a request, so it could block forever.
+func (l *lane) pull(ctx context.Context) (jetstream.Msg, error) {
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, l.w.o.LaneFailover/2)
+	defer cancel()
+	batch, err := l.cons.Fetch(1, jetstream.FetchContext(pctx), jetstream.FetchPriorityGroup(queue.LanePriorityGroup))
 	if err != nil {
-		return nil, quota.Slot{}, err
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, err
 	}
 	var msg jetstream.Msg
-	batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
-	if err == nil {
-		for m := range batch.Messages() {
-			msg = m
-		}
-		if err = batch.Error(); errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-			err = nil
-		}
+	for m := range batch.Messages() {
+		msg = m
 	}
-	if msg == nil {
-		l.fc.drop(func() {
-			if rerr := w.o.Ledger.Release(context.WithoutCancel(ctx), slot); rerr != nil {
-				w.log.Warn("slot not released", zap.String("app_group", l.group), zap.Error(rerr))
-			}
-		})
-		return nil, quota.Slot{}, err
+	err = batch.Error()
+	refused := errors.Is(err, jetstream.ErrPinIDMismatch)
+	if refused || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = nil // another replica is pinned, nothing came, or the lane stops: pull again
 	}
-	return w.gauges.counted(l.group, msg), slot, nil // gauges.go
+	l.own.pulled(start, msg != nil, refused)
+	if msg != nil {
+		msg = l.w.gauges.counted(l.group, msg) // gauges.go
+	}
+	return msg, err
 }
+
+// pullAgain reports whether the lane should keep pulling after a pull that
+// brought nothing: the group has jobs (pending, or in flight on another
+// replica that may stop) and its consumer is not paused by an operator
+// (resume sends a wake-up).
+func (l *lane) pullAgain(ctx context.Context) bool {
+	info, err := l.cons.Info(ctx)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	return !info.Paused && info.NumPending+uint64(info.NumAckPending) > 0
+}
+
+// work takes the group's token and a ledger slot for msg, which the lane
+// holds (kept alive meanwhile), then has the executor work it. The slot
+// counts as held (for forecasts) from its reservation to its release or
+// the job's ack; the message is counted once before, as ack-pending.
+func (l *lane) work(ctx, hard context.Context, msg jetstream.Msg) next {
+	w := l.w
+	stop := keepAlive(hard, msg, w.o.LaneFailover/3)
+	slot, err := l.exec.reserve(ctx)
+	stop()
+	var ex *quota.Exhausted
+	switch {
+	case errors.As(err, &ex):
+		// Look again after at most maxQuotaPause: another replica's
+		// momentary probe, a released slot or a raised cap may free one.
+		_ = msg.Nak()
+		return next{pauseUntil: earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), reason: "quota"}
+	case err != nil:
+		_ = msg.Nak()
+		if ctx.Err() == nil {
+			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
+			w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
+			w.sleep(ctx, time.Second)
+		}
+		return next{}
+	}
+	return l.exec.execute(ctx, hard, msg, slot)
+}
+
+// quickPull is how soon an empty pull may be repeated when the server
+// answered it at once.
+const quickPull = 100 * time.Millisecond
 
 // maxQuotaPause bounds a pause for an exhausted ledger before it is read again.
 const maxQuotaPause = 2 * time.Minute
@@ -279,7 +341,3 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
-
-// fetchWait bounds a lane's wait for a message it was told about: a wake-up
-// can arrive a moment before the stream has stored the message.
-const fetchWait = 500 * time.Millisecond

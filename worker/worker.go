@@ -57,6 +57,10 @@ type Options struct {
 	ShutdownTimeout time.Duration // default 25s
 	RecheckInterval time.Duration // default 1m
 	ReplyAllow      []string
+	// LaneFailover is how long a group's owning replica may go without
+	// pulling before another takes the group over (default
+	// queue.DefaultLaneFailover); see queue.EnsureLane.
+	LaneFailover time.Duration
 }
 
 // Worker runs admission and one lane per app group.
@@ -97,12 +101,14 @@ func New(o Options, groups []Group) (*Worker, error) {
 	setDefault(&o.RetryMax, time.Minute)
 	setDefault(&o.ShutdownTimeout, 25*time.Second)
 	setDefault(&o.RecheckInterval, time.Minute)
+	setDefault(&o.LaneFailover, queue.DefaultLaneFailover)
 	if o.Clock == nil {
 		o.Clock = quota.SystemClock{}
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	sharePacer(o.Ledger, o.Pacer)
 	w := &Worker{
 		o: o, log: o.Log, lanes: map[string]*lane{},
 		rules: queue.ReplyRules{Subjects: o.Subjects, Allow: o.ReplyAllow},
@@ -162,7 +168,7 @@ func (w *Worker) Groups() []string {
 // give the calls in flight up to ShutdownTimeout, put back what did not
 // finish. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	adm, err := queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects)
+	adm, err := queue.EnsureAdmission(ctx, w.o.JS, w.o.Subjects, w.o.LaneFailover)
 	if err != nil {
 		return err
 	}
@@ -230,7 +236,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var startErr error
 	for _, l := range lanes {
-		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group)
+		cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, l.group, w.o.LaneFailover)
 		if err != nil {
 			startErr = w.explainLimit(err) // consumers.go
 			break
@@ -280,7 +286,7 @@ func (w *Worker) Reload(groups []Group) error {
 		ctx, hard, wg, running := w.runCtx, w.hardCtx, w.wg, w.running
 		w.mu.RUnlock()
 		if running {
-			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name)
+			cons, err := queue.EnsureLane(ctx, w.o.JS, w.o.Subjects, g.Name, w.o.LaneFailover)
 			if err != nil {
 				errs = append(errs, w.explainLimit(err)) // consumers.go
 				continue
@@ -349,6 +355,8 @@ type LaneStatus struct {
 	Group       string    `json:"app_group"`
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	PauseReason string    `json:"pause_reason,omitempty"`
+	// Owner reports whether this replica owns the group now (see Owns).
+	Owner bool `json:"owner"`
 }
 
 // Lanes reports every lane's pause state.
@@ -357,7 +365,7 @@ func (w *Worker) Lanes() []LaneStatus {
 	for _, g := range w.Groups() {
 		if l := w.lane(g); l != nil {
 			until, reason := l.pauseState()
-			out = append(out, LaneStatus{Group: g, PausedUntil: until, PauseReason: reason})
+			out = append(out, LaneStatus{Group: g, PausedUntil: until, PauseReason: reason, Owner: l.owns()})
 		}
 	}
 	return out

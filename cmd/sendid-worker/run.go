@@ -303,6 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, hup <-c
 		MaxJobBytes: cfg.MaxJobBytes, MaxAttempts: cfg.Braze.MaxAttempts, CallTimeout: cfg.Braze.Timeout,
 		RetryBackoff: cfg.Braze.RetryBackoff, RetryMax: cfg.Braze.RetryMax, ShutdownTimeout: cfg.Shutdown,
 		RecheckInterval: cfg.Streams.RecheckInterval, ReplyAllow: cfg.ReplySubjects,
+		LaneFailover: cfg.LaneFailover,
 	}, groups)
 	if err != nil {
 		return err

@@ -147,8 +147,10 @@ func TestDeadReplayAndPauseOnTwoReplicas(t *testing.T) {
 	sim := brazetest.NewServer(brazetest.Options{FailFirst: 2, FailFirstStatus: 503})
 	t.Cleanup(sim.Close)
 	env := func() map[string]string {
+		// 11 calls: more than the default burst of 10, which both replicas
+		// share (one pacer per group).
 		return map[string]string{"SENDID_NATS_URL": ns.URL(), "SENDID_BRAZE_URL": sim.URL, "SENDID_BRAZE_API_KEY": "k",
-			"SENDID_MAX_ATTEMPTS": "2", "SENDID_LOG_LEVEL": "warn"}
+			"SENDID_MAX_ATTEMPTS": "2", "SENDID_LOG_LEVEL": "warn", "SENDID_BURST": "20"}
 	}
 	startWorker(t, bin, env())
 	startWorker(t, bin, env())
