@@ -59,7 +59,7 @@ var KeyDocs = map[string]KeyDoc{
 
 	"streams":                  {Doc: "The JetStream streams and KV buckets."},
 	"streams.replicas":         {Doc: "Replicas of every stream and bucket (1 … 5; 3 on a JetStream cluster)."},
-	"streams.duplicate_window": {Doc: "Window in which the stream drops a job published twice with the same `Nats-Msg-Id`; at least the consumers' AckWait (30s)."},
+	"streams.duplicate_window": {Doc: "Window in which the stream drops a job published twice with the same `Nats-Msg-Id`; at least the consumers' AckWait (`lane_failover`). One window for every group: a publisher's `Nats-Msg-Id` must be unique across app groups (prefer the `id` field, which is scoped by group)."},
 	"streams.results":          {Doc: "Keep the `SENDID_RESULTS` stream on `<prefix>.results.>` for publishers that were not listening."},
 	"streams.results_max_age":  {Doc: "How long `SENDID_RESULTS` keeps a result."},
 	"streams.job_record_ttl":   {Doc: "How long a finished job id answers a duplicate from its record."},

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/sendid/sendid/braze"
 	"github.com/sendid/sendid/queue"
 )
 
@@ -246,13 +245,8 @@ func (a *admission) prepare(ctx context.Context, msg jetstream.Msg) *pending {
 	if replyErr != nil {
 		return refuse(fail(queue.CodeInvalidReplyTo, "%v", replyErr))
 	}
-	if err := braze.ValidateCampaignID(job.CampaignID); err != nil {
-		return refuse(fail(queue.CodeInvalidJob, "campaign_id %v", err))
-	}
-	if job.SendID != "" {
-		if err := braze.ValidateSendID(job.SendID); err != nil {
-			return refuse(fail(queue.CodeInvalidJob, "send_id %v", err))
-		}
+	if e := checkFields(job); e != nil {
+		return refuse(e)
 	}
 	l := w.lane(group)
 	if l == nil {

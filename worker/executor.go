@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -74,11 +73,20 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		return next{}
 	}
 	j := &job{msg: msg, seq: meta.Sequence.Stream}
-	if err := json.Unmarshal(msg.Data(), &j.spec); err != nil || j.spec.ID == "" {
-		// Only admission writes here; this is not a job.
-		w.log.Error("undecodable message on a ready subject; removing it", zap.String("app_group", e.group), zap.Uint64("seq", j.seq), zap.Error(err))
+	var bad *queue.ResultError
+	if j.spec, bad = w.checkReady(e.group, msg.Data()); bad != nil {
+		w.log.Error("message on a ready subject that admission would refuse; answered on the group's results subject and removed",
+			zap.String("app_group", e.group), zap.Uint64("seq", j.seq), zap.String("code", bad.Code), zap.String("error", bad.Message))
 		release()
-		_ = msg.TermWithReason("undecodable")
+		r := queue.Result{ID: j.spec.ID, AppGroup: e.group, CampaignID: j.spec.CampaignID, SendID: j.spec.SendID,
+			Status: queue.StatusFailed, Error: bad, At: w.o.Clock.Now().UTC()}
+		if r.ID == "" {
+			r.ID = "ready-" + strconv.FormatUint(j.seq, 10)
+		}
+		if err := w.o.Publisher.Result(hard, w.o.Subjects.Results(e.group), r); err != nil {
+			w.log.Warn("refusal not published", zap.String("app_group", e.group), zap.Error(err))
+		}
+		_ = msg.TermWithReason(bad.Code)
 		return next{}
 	}
 
