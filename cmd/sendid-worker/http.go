@@ -128,8 +128,8 @@ var (
 // quotaCollector reports the worker's quota and backlog gauges from
 // memory (worker.QuotaGauges): a scrape makes no NATS call, however many
 // groups there are. These gauges describe a whole app group, not this
-// replica, so only the replica that owns the group's lane exports them (see
-// exportsGroup): a sum over instances then counts each group once.
+// replica: every replica exports the same values (see exportsGroup), to be
+// aggregated with max by (app_group).
 type quotaCollector struct {
 	mu sync.Mutex
 	w  *worker.Worker
@@ -169,9 +169,9 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // exportsGroup reports whether this replica exports the group-wide gauges
-// of group: the replica that owns the group's lane. It is the one place
-// that decides it; until lanes report an owner, every replica owns every
-// group's lane and exports its gauges.
-func exportsGroup(w *worker.Worker, group string) bool {
+// of group, the one place that decides it: every replica does, with the
+// same values (shared ledger, one consumer). worker.Owns cannot decide it:
+// an idle group has no owner, and its series would vanish.
+func exportsGroup(*worker.Worker, string) bool {
 	return true
 }
