@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,27 @@ func TestMetricsAtThousandGroups(t *testing.T) {
 			t.Fatalf("g%03d: used %v, remaining %v; want the cap of 100 untouched", i, used, remaining)
 		}
 	}
+
+	// The operator page at 1,000 groups: 50 per page, a filter, and what a
+	// page costs (logged, not asserted: a shared machine is noisy).
+	var took []time.Duration
+	for _, path := range []string{"/ui", "/ui?page=20", "/ui?q=g99", "/ui", "/ui"} {
+		t0 := time.Now()
+		resp, err := http.Get(d.http + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took = append(took, time.Since(t0))
+		rows := strings.Count(string(body), "<tr data-group=")
+		want := map[string]int{"/ui": 50, "/ui?page=20": 50, "/ui?q=g99": 10}[path]
+		if resp.StatusCode != 200 || rows != want {
+			t.Fatalf("GET %s: %d, %d rows, want %d", path, resp.StatusCode, rows, want)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("/ui at 1,000 groups: median %s, max %s over %d requests", took[len(took)/2], took[len(took)-1], len(took))
 }
 
 // value reads the sample of series from a scrape (-1 when absent).
