@@ -49,7 +49,9 @@ func TestMetricsAtThousandGroups(t *testing.T) {
 	var text string
 	waitFor(t, "every group's quota series", 60*time.Second, func() bool {
 		text = scrape(t, d)
-		return strings.Count(text, "\nsendid_quota_remaining{") == n
+		// The quota comes from the ledger, the backlog from the lane
+		// consumer: both are read by the background refresh.
+		return strings.Count(text, "\nsendid_quota_remaining{") == n && strings.Count(text, "\nsendid_backlog{") == n
 	})
 	t.Logf("all series after %s", time.Since(start))
 	for i := range n {
