@@ -40,12 +40,14 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 		pErr error
 		wg   sync.WaitGroup
 	)
+	end := w.stage(StageClaimRead, true)
 	if j.spec.SendID != "" {
 		wg.Go(func() { pair, j.pairRev, pErr = w.o.Records.Pair(hard, e.group, j.spec.CampaignID, j.spec.SendID) })
 	}
 	var err error
 	j.rec, j.rev, err = w.o.Records.Job(hard, e.group, j.spec.ID)
 	wg.Wait()
+	end()
 	if err == nil {
 		err = pErr
 	}
@@ -123,7 +125,9 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 	}
 	if j.spec.SendID != "" && (j.pairRev == 0 || pair.Seq != j.seq) {
 		res := queue.PairRecord{State: queue.PairCalling, JobID: j.spec.ID, Seq: j.seq, Attempt: j.rec.Attempts, At: w.o.Clock.Now().UTC()}
+		end := w.stage(StagePairReserve, true)
 		rev, err := w.o.Records.PutPair(hard, e.group, j.spec.CampaignID, j.spec.SendID, res, j.pairRev)
+		end()
 		if err != nil {
 			j.pairRev = 0
 			release()

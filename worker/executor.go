@@ -130,7 +130,9 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		// from here until its answer is recorded, the call is in doubt.
 		j.rec.Attempts++
 		j.rec.Calling = j.rec.Attempts
+		end := w.stage(StageJobRecord, true)
 		rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
+		end()
 		if err != nil {
 			j.rec.Attempts--
 			j.rec.Calling = 0
@@ -145,9 +147,11 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		g := e.settings.Load()
 		req := braze.CreateSendIDRequest{CampaignID: j.spec.CampaignID, SendID: j.spec.SendID}
 		callCtx, cancel := context.WithTimeout(hard, w.o.CallTimeout)
+		end = w.stage(StageBraze, false)
 		start := time.Now()
 		resp, callErr := g.Sender.CreateSendID(callCtx, g.Key, req)
 		latency := time.Since(start)
+		end()
 		cancel()
 		o := decide(req, resp, callErr, hard.Err())
 		e.observe(o, latency)
@@ -158,8 +162,10 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		// Record a creation before anything else: this is the crash window.
 		// The pair record and the job's final record are written together.
 		var recorded sync.WaitGroup
+		end = w.stage(StagePostCall, false)
 		if o.kind == outCreated && j.spec.SendID != "" {
 			recorded.Go(func() {
+				defer w.stage(StagePairCreated, true)()
 				if err := w.o.Records.PairCreated(hard, e.group, j.spec.CampaignID, j.spec.SendID,
 					queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
 					w.log.Error("pair record not written; a redelivery could send this pair again",
@@ -171,6 +177,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		if o.kind != outCreated {
 			recorded.Wait()
 		}
+		end()
 
 		switch o.kind {
 		case outCreated:
@@ -257,11 +264,16 @@ func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store boo
 	if store {
 		rec := j.rec
 		rec.Final = &r
+		end := w.stage(StageFinalRecord, true)
 		if _, err := w.o.Records.PutJob(ctx, rec, j.rev); err != nil {
 			w.log.Warn("final job record not written", zap.String("job_id", r.ID), zap.Error(err))
 		}
+		end()
 	}
-	if err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r); err != nil {
+	end := w.stage(StageResultPublish, false)
+	err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r)
+	end()
+	if err != nil {
 		// Redelivery answers from the stored record.
 		w.log.Warn("result not published; job will be redelivered", zap.String("job_id", r.ID), zap.Error(err))
 		w.o.Metrics.InfraFailures.WithLabelValues("publish_result").Inc()
@@ -271,8 +283,9 @@ func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store boo
 	// The job leaves ack-pending and the lane's held count together, so a
 	// forecast never sees it twice or not at all.
 	// A plain ack: a redelivery after a lost ack is answered from the record.
-	var err error
+	end = w.stage(StageAck, false)
 	e.fc.drop(func() { err = j.msg.Ack() })
+	end()
 	if err != nil {
 		w.log.Warn("ack failed; a redelivery will answer from the record", zap.String("job_id", r.ID), zap.Error(err))
 	}
