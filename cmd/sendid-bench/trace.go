@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,52 +23,103 @@ import (
 // tracer is the worker's StageTimer in row j: per step, its durations and
 // the messages its connection sent and received meanwhile (nats.Conn
 // Stats deltas). Jobs go one at a time, so a step's deltas are its own
-// round trips (give or take a keep-alive or admission's pull refill).
+// round trips, give or take what runs alongside it: a step whose requests
+// run concurrently (parallel) claims one answer, and a step whose requests
+// follow one another counts the answers it received less those claimed by
+// steps that ended meanwhile.
 type tracer struct {
-	nc *nats.Conn
-	on atomic.Bool
+	nc      *nats.Conn
+	on      atomic.Bool
+	job     atomic.Int64  // the job being traced
+	claimed atomic.Uint64 // answers claimed by parallel steps
 
 	mu     sync.Mutex
 	stages map[string]*stageStats
+	calls  []call
 }
 
 type stageStats struct {
-	d        []time.Duration
-	out, in  uint64
-	answered int // calls that received at least one message
-	parallel bool
+	d       []time.Duration
+	out, in uint64
+	waits   uint64
+}
+
+// call is one step of one job.
+type call struct {
+	stage      string
+	start, end time.Time
+	waits      uint64
+	job        int64
 }
 
 func (t *tracer) timer(stage string, parallel bool) func() {
 	if !t.on.Load() {
 		return func() {}
 	}
-	t0, s0 := time.Now(), t.nc.Stats()
+	t0, s0, c0 := time.Now(), t.nc.Stats(), t.claimed.Load()
 	return func() {
-		d, s1 := time.Since(t0), t.nc.Stats()
+		t1, s1 := time.Now(), t.nc.Stats()
+		in := s1.InMsgs - s0.InMsgs
+		var waits uint64
+		switch {
+		case parallel && in > 0:
+			waits = 1
+			t.claimed.Add(1)
+		case !parallel:
+			if others := t.claimed.Load() - c0; in > others {
+				waits = in - others
+			}
+		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		s := t.stages[stage]
 		if s == nil {
-			s = &stageStats{parallel: parallel}
+			s = &stageStats{}
 			t.stages[stage] = s
 		}
-		s.d = append(s.d, d)
+		s.d = append(s.d, t1.Sub(t0))
 		s.out += s1.OutMsgs - s0.OutMsgs
-		s.in += s1.InMsgs - s0.InMsgs
-		if s1.InMsgs > s0.InMsgs {
-			s.answered++
-		}
+		s.in += in
+		s.waits += waits
+		t.calls = append(t.calls, call{stage: stage, start: t0, end: t1, waits: waits, job: t.job.Load()})
 	}
 }
 
-// waits is the step's sequential waits per job: its answers, counted once
-// per call when its requests run concurrently.
-func (s *stageStats) waits(jobs int) float64 {
-	if s.parallel {
-		return float64(s.answered) / float64(jobs)
+// criticalPath is the lane's sequential waits per job: its steps in start
+// order, those that overlap merged into one whose waits are the longest
+// branch's.
+func (t *tracer) criticalPath(jobs int) float64 {
+	byJob := map[int64][]call{}
+	for _, c := range t.calls {
+		if strings.HasPrefix(c.stage, "admission") || c.stage == sendid.StageBraze {
+			continue
+		}
+		byJob[c.job] = append(byJob[c.job], c)
 	}
-	return float64(s.in) / float64(jobs)
+	var total uint64
+	for _, cs := range byJob {
+		slices.SortFunc(cs, func(a, b call) int { return a.start.Compare(b.start) })
+		var groupEnd time.Time
+		var groupWaits uint64
+		for _, c := range cs {
+			if c.start.Before(groupEnd) {
+				groupWaits = max(groupWaits, c.waits)
+				groupEnd = later(groupEnd, c.end)
+				continue
+			}
+			total += groupWaits
+			groupEnd, groupWaits = c.end, c.waits
+		}
+		total += groupWaits
+	}
+	return float64(total) / float64(jobs)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // traceRow is row j: one group, jobs published one at a time to an
@@ -140,6 +192,7 @@ func (b *bench) traceRow(ctx context.Context, n int) error {
 	var total []time.Duration
 	var s0 nats.Statistics
 	for i := range warm + n {
+		tr.job.Store(int64(i))
 		if i == warm {
 			tr.on.Store(true)
 			s0 = nc.Stats()
@@ -167,7 +220,7 @@ func (b *bench) traceRow(ctx context.Context, n int) error {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 
-	var laneReq, laneWaits, admReq, admWaits float64
+	var admReq, admWaits float64
 	var lines []row
 	for _, name := range []string{sendid.StageAdmissionRecords, sendid.StageAdmissionForecast, sendid.StageAdmissionConfirm, sendid.StageAdmissionAck,
 		sendid.StagePull, sendid.StageReserve, sendid.StageClaimRead, sendid.StagePairReserve, sendid.StageJobRecord, sendid.StageBraze,
@@ -176,23 +229,18 @@ func (b *bench) traceRow(ctx context.Context, n int) error {
 		if s == nil {
 			continue
 		}
-		req, waits := float64(s.out)/float64(n), s.waits(n)
+		req, waits := float64(s.out)/float64(n), float64(s.waits)/float64(n)
 		switch {
 		case name == sendid.StageBraze:
-		case name == sendid.StagePairCreated:
-			// Alongside the steps after the call: its answer arrived
-			// within one of them, which counted it as a wait.
-			laneWaits -= waits
 		case strings.HasPrefix(name, "admission"):
 			admReq, admWaits = admReq+req, admWaits+waits
-		default:
-			laneReq, laneWaits = laneReq+req, laneWaits+waits
 		}
 		lines = append(lines, row{name: "   " + name, figure: fmt.Sprintf("p50 %s, p99 %s; %.1f sent, %.1f received, %.1f waits per job",
 			ms(percentile(s.d, .5)), ms(percentile(s.d, .99)), req, float64(s.in)/float64(n), waits)})
 	}
+	laneWaits := tr.criticalPath(n)
 	b.add("j. sequential JetStream waits per job, lane (besides the Braze call)",
-		fmt.Sprintf("%.1f (%.1f messages sent per job)", laneWaits, laneReq), "<= 3", laneWaits <= 3.05)
+		fmt.Sprintf("%.1f, the pull included (steps below)", laneWaits), "<= 3", laneWaits <= 3.05)
 	b.add("j. admission per job (batches of one)", fmt.Sprintf("%.1f waits, %.1f messages sent", admWaits, admReq), "", true)
 	b.rows[len(b.rows)-1].verdict = ""
 	b.add("j. worker connection per job, all told", fmt.Sprintf("%.1f sent, %.1f received",
