@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	if has('j') {
-		if err := b.traceRow(ctx, min(sz.overheadJobs, 300)); err != nil { // trace.go
+		if err := b.traceRow(ctx, min(sz.overheadJobs, 300), sz.throughputJobs); err != nil { // trace.go
 			return err
 		}
 	}

@@ -125,7 +125,7 @@ func later(a, b time.Time) time.Time {
 // traceRow is row j: one group, jobs published one at a time to an
 // in-process worker whose StageTimer counts each step's round trips and
 // time; the first delivery of a new pair, no retry.
-func (b *bench) traceRow(ctx context.Context, n int) error {
+func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	for _, st := range []string{queue.Stream, queue.ResultsStream} {
 		_ = b.js.DeleteStream(ctx, st)
 	}
@@ -219,12 +219,13 @@ func (b *bench) traceRow(ctx context.Context, n int) error {
 	s1 := nc.Stats()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	order := []string{sendid.StageAdmissionRecords, sendid.StageAdmissionForecast, sendid.StageAdmissionConfirm, sendid.StageAdmissionAck,
+		sendid.StagePull, sendid.StageReserve, sendid.StageClaimRead, sendid.StagePairReserve, sendid.StageJobRecord, sendid.StageBraze,
+		sendid.StagePostCall, sendid.StagePairCreated, sendid.StageFinalRecord, sendid.StageResultPublish, sendid.StageAck}
 
 	var admReq, admWaits float64
 	var lines []row
-	for _, name := range []string{sendid.StageAdmissionRecords, sendid.StageAdmissionForecast, sendid.StageAdmissionConfirm, sendid.StageAdmissionAck,
-		sendid.StagePull, sendid.StageReserve, sendid.StageClaimRead, sendid.StagePairReserve, sendid.StageJobRecord, sendid.StageBraze,
-		sendid.StagePostCall, sendid.StagePairCreated, sendid.StageFinalRecord, sendid.StageResultPublish, sendid.StageAck} {
+	for _, name := range order {
 		s := tr.stages[name]
 		if s == nil {
 			continue
@@ -249,5 +250,60 @@ func (b *bench) traceRow(ctx context.Context, n int) error {
 	b.add("j. one job, publish to answer", fmt.Sprintf("p50 %s, p99 %s (%d jobs one at a time)", ms(percentile(total, .5)), ms(percentile(total, .99)), n), "", true)
 	b.rows[len(b.rows)-1].verdict = ""
 	b.rows = append(b.rows, lines...)
+	tr.stages, tr.calls = map[string]*stageStats{}, nil
+	tr.mu.Unlock()
+	err = b.traceBurst(ctx, tr, burst, order)
+	tr.mu.Lock()
+	return err
+}
+
+// traceBurst is row j's second part: burst jobs published at once, as in
+// row a, and where the lane's time goes: each step's p50, p99 and share of
+// the wall time (one lane works one job at a time).
+func (b *bench) traceBurst(ctx context.Context, tr *tracer, n int, order []string) error {
+	var got atomic.Int64
+	sub, err := b.nc.Subscribe("bench.rb", func(m *nats.Msg) {
+		var r struct{ Status string }
+		if json.Unmarshal(m.Data, &r) == nil && r.Status != queue.StatusDeferred {
+			got.Add(1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.nc.Flush(); err != nil {
+		return err
+	}
+	tr.on.Store(true)
+	start := time.Now()
+	if err := b.publishAsync(func(int) string { return "rt.jobs" }, func(i int) []byte {
+		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"rb-%d","id":"rb-%d","reply_to":"bench.rb"}`, i, i)
+	}, n, nil); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Minute); got.Load() < int64(n); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("row j: %d of %d answers", got.Load(), n)
+		}
+	}
+	elapsed := time.Since(start)
+	tr.on.Store(false)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	b.add(fmt.Sprintf("j. burst of %d jobs, in-process worker", n), fmt.Sprintf("%.0f jobs/s, %s per job", float64(n)/elapsed.Seconds(), ms(elapsed/time.Duration(n))), "", true)
+	b.rows[len(b.rows)-1].verdict = ""
+	for _, name := range order {
+		s := tr.stages[name]
+		if s == nil {
+			continue
+		}
+		var sum time.Duration
+		for _, d := range s.d {
+			sum += d
+		}
+		b.rows = append(b.rows, row{name: "   " + name, figure: fmt.Sprintf("p50 %s, p99 %s; %.0f%% of the wall time",
+			ms(percentile(s.d, .5)), ms(percentile(s.d, .99)), 100*float64(sum)/float64(elapsed))})
+	}
 	return nil
 }
