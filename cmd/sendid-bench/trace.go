@@ -26,9 +26,12 @@ import (
 // round trips, give or take what runs alongside it: a step whose requests
 // run concurrently (parallel) claims one answer, and a step whose requests
 // follow one another counts the answers it received less those claimed by
-// steps that ended meanwhile.
+// steps that ended meanwhile. The ledger's steps (reserve, settle) count
+// the ledger's own requests instead (quota.KV.RoundTrips): only the lane
+// uses it while they run, and its requests follow one another.
 type tracer struct {
 	nc      *nats.Conn
+	ledger  *quota.KV
 	on      atomic.Bool
 	job     atomic.Int64  // the job being traced
 	claimed atomic.Uint64 // answers claimed by parallel steps
@@ -56,12 +59,14 @@ func (t *tracer) timer(stage string, parallel bool) func() {
 	if !t.on.Load() {
 		return func() {}
 	}
-	t0, s0, c0 := time.Now(), t.nc.Stats(), t.claimed.Load()
+	t0, s0, c0, l0 := time.Now(), t.nc.Stats(), t.claimed.Load(), t.ledger.RoundTrips()
 	return func() {
 		t1, s1 := time.Now(), t.nc.Stats()
 		in := s1.InMsgs - s0.InMsgs
 		var waits uint64
 		switch {
+		case stage == sendid.StageReserve || stage == sendid.StagePostCall:
+			waits = t.ledger.RoundTrips() - l0
 		case parallel && in > 0:
 			waits = 1
 			t.claimed.Add(1)
@@ -150,13 +155,14 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	if err != nil {
 		return err
 	}
-	tr := &tracer{nc: nc, stages: map[string]*stageStats{}}
 	clock := quota.SystemClock{}
 	log := zap.NewNop()
 	pols := quota.NewPolicies(log).UseClock(clock)
+	ledger := quota.NewKV(bk.Ledger, pols, clock)
+	tr := &tracer{nc: nc, ledger: ledger, stages: map[string]*stageStats{}}
 	w, err := sendid.New(sendid.Options{
 		NC: nc, JS: js, Subjects: subj, Records: queue.NewRecords(bk.Jobs, bk.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subj, false), Ledger: quota.NewKV(bk.Ledger, pols, clock),
+		Publisher: queue.NewPublisher(nc, js, subj, false), Ledger: ledger,
 		Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock, Log: log, RecheckInterval: time.Hour,
 		Stages: tr.timer,
 	}, []sendid.Group{{Name: queue.DefaultGroup, Key: "trace-key", Sender: client,
