@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,13 @@ type KV struct {
 	mu    sync.Mutex
 	lease map[string]int // ledger key → slots reserved in KV, not yet handed out
 	pacer *Pacer         // set by PaceWith
+
+	// last is each key's record as this ledger last read or wrote it
+	// (kvcache.go): a change starts from it with one compare-and-swap and
+	// reads the key only when that fails.
+	lastMu sync.Mutex
+	last   map[string]cached
+	trips  atomic.Uint64 // requests to the bucket (RoundTrips)
 }
 
 // leaseSize is how many slots one compare-and-swap reserves for a group: about
@@ -43,7 +51,7 @@ const maxCASTries = 1000
 
 // NewKV returns a ledger over the bucket kv.
 func NewKV(kv jetstream.KeyValue, pols *Policies, clock Clock) *KV {
-	return &KV{kv: kv, pols: pols, clock: clock, lease: map[string]int{}}
+	return &KV{kv: kv, pols: pols, clock: clock, lease: map[string]int{}, last: map[string]cached{}}
 }
 
 // update applies fn to the record under key with compare-and-swap, retrying
@@ -51,11 +59,15 @@ func NewKV(kv jetstream.KeyValue, pols *Policies, clock Clock) *KV {
 // refusal may still record the cap in force); an unchanged record is not
 // written.
 func (l *KV) update(ctx context.Context, key string, fn func(record) (record, error)) error {
+	if done, err := l.updateLast(ctx, key, fn); done {
+		return err
+	}
 	for range maxCASTries {
 		var (
 			rec record
 			rev uint64
 		)
+		l.trips.Add(1)
 		e, err := l.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -66,18 +78,22 @@ func (l *KV) update(ctx context.Context, key string, fn func(record) (record, er
 				return fmt.Errorf("ledger decode %s: %w", key, err)
 			}
 			rev = e.Revision()
+			l.remember(key, rec, rev)
 		}
 		next, fnErr := fn(rec)
 		if next == rec && (rev != 0 || fnErr != nil) {
 			return fnErr
 		}
 		data, _ := json.Marshal(next)
+		var wrote uint64
+		l.trips.Add(1)
 		if rev == 0 {
-			_, err = l.kv.Create(ctx, key, data)
+			wrote, err = l.kv.Create(ctx, key, data)
 		} else {
-			_, err = l.kv.Update(ctx, key, data, rev)
+			wrote, err = l.kv.Update(ctx, key, data, rev)
 		}
 		if err == nil {
+			l.remember(key, next, wrote)
 			return fnErr
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -93,6 +109,7 @@ func (l *KV) update(ctx context.Context, key string, fn func(record) (record, er
 // get reads the record under key (zero when missing).
 func (l *KV) get(ctx context.Context, key string) (record, error) {
 	var rec record
+	l.trips.Add(1)
 	e, err := l.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -102,6 +119,7 @@ func (l *KV) get(ctx context.Context, key string) (record, error) {
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			return rec, fmt.Errorf("ledger decode %s: %w", key, err)
 		}
+		l.remember(key, rec, e.Revision())
 	}
 	return rec, nil
 }

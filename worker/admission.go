@@ -179,10 +179,12 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
 		}
 	}
 	var wg sync.WaitGroup
+	end := a.w.stage(StageAdmissionRecords, true)
 	for _, p := range todo {
 		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
 	}
 	wg.Wait()
+	end()
 	var admitted []*pending
 	for _, p := range todo {
 		if a.decide(ctx, p) {
@@ -280,7 +282,9 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 		a.answer(ctx, p.msg, p.dest, res)
 		return false
 	}
+	end := w.stage(StageAdmissionForecast, false)
 	position, eta, per, err := p.lane.forecast(ctx)
+	end()
 	if err != nil {
 		a.retryLater(p.msg, "forecast", p.res.ID, err)
 		return false
@@ -320,8 +324,10 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 // the same Nats-Msg-Id, and the stream drops it.
 func (a *admission) confirm(ctx context.Context, p *pending) {
 	w := a.w
+	end := w.stage(StageAdmissionConfirm, true)
 	select {
 	case ack := <-p.ack.Ok():
+		end()
 		// A duplicate ack must be this job's own earlier admission.
 		if err := w.o.Publisher.ConfirmReady(ctx, ack, p.ack.Msg(), p.seq); err != nil {
 			a.refuseFull(ctx, p, err)
@@ -346,9 +352,11 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		w.log.Info("job deferred", zap.String("job_id", n.ID), zap.String("app_group", p.group), zap.Time("deferred_until", *n.DeferredUntil),
 			zap.Time("eta", *n.ETA), zap.Int("position", *n.Position))
 	}
+	end = w.stage(StageAdmissionAck, false)
 	if err := p.msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", p.res.ID), zap.Error(err))
 	}
+	end()
 	w.log.Debug("job admitted", zap.String("job_id", p.res.ID), zap.String("app_group", p.group))
 }
 

@@ -40,12 +40,14 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 		pErr error
 		wg   sync.WaitGroup
 	)
+	end := w.stage(StageClaimRead, true)
 	if j.spec.SendID != "" {
 		wg.Go(func() { pair, j.pairRev, pErr = w.o.Records.Pair(hard, e.group, j.spec.CampaignID, j.spec.SendID) })
 	}
 	var err error
 	j.rec, j.rev, err = w.o.Records.Job(hard, e.group, j.spec.ID)
 	wg.Wait()
+	end()
 	if err == nil {
 		err = pErr
 	}
@@ -123,7 +125,9 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 	}
 	if j.spec.SendID != "" && (j.pairRev == 0 || pair.Seq != j.seq) {
 		res := queue.PairRecord{State: queue.PairCalling, JobID: j.spec.ID, Seq: j.seq, Attempt: j.rec.Attempts, At: w.o.Clock.Now().UTC()}
+		end := w.stage(StagePairReserve, true)
 		rev, err := w.o.Records.PutPair(hard, e.group, j.spec.CampaignID, j.spec.SendID, res, j.pairRev)
+		end()
 		if err != nil {
 			j.pairRev = 0
 			release()
@@ -135,6 +139,50 @@ func (e *executor) claim(hard context.Context, j *job, release func()) (n next, 
 		j.pairRev = rev
 	}
 	return next{}, false
+}
+
+// claimFirst is claim without the record reads for a message's first
+// delivery: admission found neither record answering it moments ago, and
+// both are written as new keys with compare-and-swap (the pair reservation
+// here, the job record as the call opens), so a record written meanwhile —
+// the pair or the id taken by another message — fails its write. A pair
+// found taken sends the job through claim, which reads the records; an id
+// found taken puts it back (readAgain) for a redelivery, which always goes
+// through claim. delivered is the message's delivery count.
+func (e *executor) claimFirst(hard context.Context, j *job, delivered uint64, release func()) (next, bool) {
+	if delivered != 1 {
+		return e.claim(hard, j, release)
+	}
+	w := e.w
+	j.rec, j.rev, j.unread = queue.JobRecord{ID: j.spec.ID, AppGroup: e.group, Owner: j.seq}, 0, true
+	if j.spec.SendID == "" {
+		return next{}, false
+	}
+	res := queue.PairRecord{State: queue.PairCalling, JobID: j.spec.ID, Seq: j.seq, At: w.o.Clock.Now().UTC()}
+	end := w.stage(StagePairReserve, true)
+	rev, err := w.o.Records.PutPair(hard, e.group, j.spec.CampaignID, j.spec.SendID, res, 0)
+	end()
+	switch {
+	case err == nil:
+		j.pairRev = rev
+		return next{}, false
+	case errors.Is(err, queue.ErrConflict):
+		j.unread = false
+		return e.claim(hard, j, release)
+	}
+	release()
+	return e.putBack(j, "pair_record", err), true
+}
+
+// readAgain puts back a first delivery whose job id turned out taken when
+// its record was to be created: the pair reservation it took is dropped
+// (the id's record decides, as for any redelivery) and the message comes
+// back at once, to be claimed with the records read. A reservation that
+// cannot be dropped stays this message's, which its redelivery finds.
+func (e *executor) readAgain(hard context.Context, j *job) next {
+	e.dropPair(hard, j)
+	_ = j.msg.Nak()
+	return next{}
 }
 
 // waitForOwner puts the job back for ownerWait while the message at owner

@@ -45,6 +45,9 @@ type job struct {
 	rev  uint64
 	// pairRev is the revision of this job's pair reservation (0: none held).
 	pairRev uint64
+	// unread says the records were not read (a first delivery, claimFirst):
+	// the job record is still to be created.
+	unread bool
 }
 
 func (j *job) result(status string) queue.Result {
@@ -94,7 +97,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 	stopTicker := keepAlive(hard, msg, w.o.LaneFailover/3)
 	defer stopTicker()
 
-	if n, done := e.claim(hard, j, release); done {
+	if n, done := e.claimFirst(hard, j, meta.NumDelivered, release); done {
 		return n
 	}
 
@@ -103,6 +106,9 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		now := w.o.Clock.Now()
 		if j.spec.NotAfter != nil && !now.Before(*j.spec.NotAfter) {
 			release()
+			if j.unread { // the id's record decides first, as claim does
+				return e.readAgain(hard, j)
+			}
 			e.dropPair(hard, j)
 			r := j.result(queue.StatusExpired)
 			r.Error = fail(queue.CodeExpired, "not_after %s passed while the job waited", j.spec.NotAfter.UTC().Format(time.RFC3339))
@@ -138,24 +144,31 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		// from here until its answer is recorded, the call is in doubt.
 		j.rec.Attempts++
 		j.rec.Calling = j.rec.Attempts
+		end := w.stage(StageJobRecord, true)
 		rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
+		end()
 		if err != nil {
 			j.rec.Attempts--
 			j.rec.Calling = 0
 			release()
+			if errors.Is(err, queue.ErrConflict) && j.unread {
+				return e.readAgain(hard, j)
+			}
 			if errors.Is(err, queue.ErrConflict) {
 				return e.waitHeld(j)
 			}
 			return e.putBack(j, "job_record", err)
 		}
-		j.rev = rev
+		j.rev, j.unread = rev, false
 
 		g := e.settings.Load()
 		req := braze.CreateSendIDRequest{CampaignID: j.spec.CampaignID, SendID: j.spec.SendID}
 		callCtx, cancel := context.WithTimeout(hard, w.o.CallTimeout)
+		end = w.stage(StageBraze, false)
 		start := time.Now()
 		resp, callErr := g.Sender.CreateSendID(callCtx, g.Key, req)
 		latency := time.Since(start)
+		end()
 		cancel()
 		o := decide(req, resp, callErr, hard.Err())
 		e.observe(o, latency)
@@ -164,10 +177,19 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 		}
 
 		// Record a creation before anything else: this is the crash window.
-		// The pair record and the job's final record are written together.
+		// The pair record, the job's final record and the ledger's
+		// settlement are written together; the result is published and the
+		// message acked only once all three are done (finishCreated).
 		var recorded sync.WaitGroup
+		if o.kind == outCreated {
+			recorded.Go(func() {
+				defer w.stage(StagePostCall, false)()
+				e.settle(hard, slot, o)
+			})
+		}
 		if o.kind == outCreated && j.spec.SendID != "" {
 			recorded.Go(func() {
+				defer w.stage(StagePairCreated, true)()
 				if err := w.o.Records.PairCreated(hard, e.group, j.spec.CampaignID, j.spec.SendID,
 					queue.PairRecord{JobID: j.spec.ID, SendID: o.sendID, At: w.o.Clock.Now().UTC()}); err != nil {
 					w.log.Error("pair record not written; a redelivery could send this pair again",
@@ -175,17 +197,17 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 				}
 			})
 		}
-		e.settle(hard, slot, o)
 		if o.kind != outCreated {
-			recorded.Wait()
+			end = w.stage(StagePostCall, false)
+			e.settle(hard, slot, o)
+			end()
 		}
 
 		switch o.kind {
 		case outCreated:
 			r := j.result(queue.StatusCreated)
 			r.SendID = o.sendID
-			e.finish(hard, j, r, true, zap.Duration("braze_latency", latency))
-			recorded.Wait()
+			e.finishCreated(hard, j, r, &recorded, zap.Duration("braze_latency", latency))
 			return next{}
 		case outRejected:
 			e.dropPair(hard, j)
@@ -263,13 +285,41 @@ func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store boo
 	w := e.w
 	r.At = w.o.Clock.Now().UTC()
 	if store {
-		rec := j.rec
-		rec.Final = &r
-		if _, err := w.o.Records.PutJob(ctx, rec, j.rev); err != nil {
-			w.log.Warn("final job record not written", zap.String("job_id", r.ID), zap.Error(err))
-		}
+		e.storeFinal(ctx, j, r)
 	}
-	if err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r); err != nil {
+	e.answer(ctx, j, r, extra...)
+}
+
+// finishCreated finishes a job whose call created its pair: its final
+// record is written while alongside (the pair record and the ledger's
+// settlement) runs, and the result is published and the message acked only
+// after all of them.
+func (e *executor) finishCreated(ctx context.Context, j *job, r queue.Result, alongside *sync.WaitGroup, extra ...zap.Field) {
+	r.At = e.w.o.Clock.Now().UTC()
+	e.storeFinal(ctx, j, r)
+	alongside.Wait()
+	e.answer(ctx, j, r, extra...)
+}
+
+// storeFinal writes r as the job's final record.
+func (e *executor) storeFinal(ctx context.Context, j *job, r queue.Result) {
+	w := e.w
+	rec := j.rec
+	rec.Final = &r
+	end := w.stage(StageFinalRecord, true)
+	if _, err := w.o.Records.PutJob(ctx, rec, j.rev); err != nil {
+		w.log.Warn("final job record not written", zap.String("job_id", r.ID), zap.Error(err))
+	}
+	end()
+}
+
+// answer publishes r and acks the job's message.
+func (e *executor) answer(ctx context.Context, j *job, r queue.Result, extra ...zap.Field) {
+	w := e.w
+	end := w.stage(StageResultPublish, false)
+	err := w.o.Publisher.Result(ctx, j.spec.ReplyTo, r)
+	end()
+	if err != nil {
 		// Redelivery answers from the stored record.
 		w.log.Warn("result not published; job will be redelivered", zap.String("job_id", r.ID), zap.Error(err))
 		w.o.Metrics.InfraFailures.WithLabelValues("publish_result").Inc()
@@ -279,8 +329,9 @@ func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store boo
 	// The job leaves ack-pending and the lane's held count together, so a
 	// forecast never sees it twice or not at all.
 	// A plain ack: a redelivery after a lost ack is answered from the record.
-	var err error
+	end = w.stage(StageAck, false)
 	e.fc.drop(func() { err = j.msg.Ack() })
+	end()
 	if err != nil {
 		w.log.Warn("ack failed; a redelivery will answer from the record", zap.String("job_id", r.ID), zap.Error(err))
 	}

@@ -196,7 +196,9 @@ func (l *lane) run(ctx, hard context.Context) {
 			continue
 		}
 		start := time.Now()
+		end := w.stage(StagePull, true)
 		msg, err := l.pull(ctx)
+		end()
 		if err == nil && msg == nil {
 			err = l.deleted() // consumers.go
 		}
@@ -307,7 +309,9 @@ func (l *lane) pullAgain(ctx context.Context) bool {
 func (l *lane) work(ctx, hard context.Context, msg jetstream.Msg) next {
 	w := l.w
 	stop := keepAlive(hard, msg, w.o.LaneFailover/3)
+	end := w.stage(StageReserve, false)
 	slot, err := l.exec.reserve(ctx)
+	end()
 	stop()
 	var ex *quota.Exhausted
 	switch {

@@ -61,6 +61,9 @@ type Options struct {
 	// pulling before another takes the group over (default
 	// queue.DefaultLaneFailover); see queue.EnsureLane.
 	LaneFailover time.Duration
+	// Stages, when set, traces each step of a job (stages.go); nil in
+	// production.
+	Stages StageTimer
 }
 
 // Worker runs admission and one lane per app group.

@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sendid-bench", flag.ContinueOnError)
 	size := fs.String("size", "reduced", "smoke, reduced or full")
 	workerBin := fs.String("worker", "", "sendid-worker binary (default: go build ./cmd/sendid-worker)")
-	only := fs.String("rows", "abcdefghi", "rows to run")
+	only := fs.String("rows", "abcdefghij", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during row g to this file")
 	if err := fs.Parse(args); err != nil {
@@ -125,6 +125,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if has('i') {
 		if err := b.scrapeRow(ctx, sz); err != nil { // scrape.go
+			return err
+		}
+	}
+	if has('j') {
+		if err := b.traceRow(ctx, min(sz.overheadJobs, 300), sz.throughputJobs); err != nil { // trace.go
 			return err
 		}
 	}
