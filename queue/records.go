@@ -227,3 +227,17 @@ func put(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint
 	}
 	return n, nil
 }
+
+// DropJob removes a job record if it is still at revision rev: the undo of
+// a record created for a call that never started. ErrConflict when another
+// writer changed it.
+func (r *Records) DropJob(ctx context.Context, group, id string, rev uint64) error {
+	err := r.jobs.Delete(ctx, jobKey(group, id), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSequence(err) {
+		return ErrConflict
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("%s delete: %w", r.jobs.Bucket(), err)
+	}
+	return nil
+}

@@ -28,6 +28,9 @@ type executor struct {
 	fc       *forecastSnapshot
 	// lastFault is Braze's message with the last configuration fault.
 	lastFault atomic.Pointer[string]
+	// granted says the lane's last reservation got a slot (the lane's
+	// goroutine only): the next first delivery opens all at once.
+	granted bool
 }
 
 // next is what the lane does after a job.
@@ -48,6 +51,9 @@ type job struct {
 	// unread says the records were not read (a first delivery, claimFirst):
 	// the job record is still to be created.
 	unread bool
+	// opened says the job record already marks this attempt's call open
+	// (openTogether wrote it with the slot and the pair reservation).
+	opened bool
 }
 
 func (j *job) result(status string) queue.Result {
@@ -61,17 +67,12 @@ func periodGuard(p quota.Period) time.Duration {
 	return min(100*time.Millisecond, p.End.Sub(p.Start)/100)
 }
 
-// execute works one message to an answer, or puts it back. It owns slot.
-func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot quota.Slot) next {
+// execute works one message to an answer, or puts it back: it takes the
+// job's slot and records (open), then calls, retrying in place.
+func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg) next {
 	w := e.w
-	release := func() {
-		if err := w.o.Ledger.Release(hard, slot); err != nil {
-			w.log.Warn("slot not released", zap.String("app_group", e.group), zap.Error(err))
-		}
-	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		release()
 		_ = msg.Term()
 		return next{}
 	}
@@ -80,7 +81,6 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 	if j.spec, bad = w.checkReady(e.group, msg.Data()); bad != nil {
 		w.log.Error("message on a ready subject that admission would refuse; answered on the group's results subject and removed",
 			zap.String("app_group", e.group), zap.Uint64("seq", j.seq), zap.String("code", bad.Code), zap.String("error", bad.Message))
-		release()
 		r := queue.Result{ID: j.spec.ID, AppGroup: e.group, CampaignID: j.spec.CampaignID, SendID: j.spec.SendID,
 			Status: queue.StatusFailed, Error: bad, At: w.o.Clock.Now().UTC()}
 		if r.ID == "" {
@@ -97,9 +97,11 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 	stopTicker := keepAlive(hard, msg, w.o.LaneFailover/3)
 	defer stopTicker()
 
-	if n, done := e.claimFirst(hard, j, meta.NumDelivered, release); done {
+	slot, n, done := e.open(ctx, hard, j, meta.NumDelivered)
+	if done {
 		return n
 	}
+	release := func() { e.release(hard, slot) }
 
 	turned := false // a slot of an ended period was given back once
 	for first := true; ; first = false {
@@ -108,6 +110,10 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 			release()
 			if j.unread { // the id's record decides first, as claim does
 				return e.readAgain(hard, j)
+			}
+			if j.opened { // the call marked open never started
+				j.rec.Attempts--
+				j.rec.Calling, j.opened = 0, false
 			}
 			e.dropPair(hard, j)
 			r := j.result(queue.StatusExpired)
@@ -140,31 +146,35 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 				return n
 			}
 		}
-		// Count the attempt and open the call durably before it starts:
-		// from here until its answer is recorded, the call is in doubt.
-		j.rec.Attempts++
-		j.rec.Calling = j.rec.Attempts
-		end := w.stage(StageJobRecord, true)
-		rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
-		end()
-		if err != nil {
-			j.rec.Attempts--
-			j.rec.Calling = 0
-			release()
-			if errors.Is(err, queue.ErrConflict) && j.unread {
-				return e.readAgain(hard, j)
+		// Count the attempt and open the call durably before it starts
+		// (openTogether did for this one): from here until its answer is
+		// recorded, the call is in doubt.
+		if !j.opened {
+			j.rec.Attempts++
+			j.rec.Calling = j.rec.Attempts
+			end := w.stage(StageJobRecord, true)
+			rev, err := w.o.Records.PutJob(hard, j.rec, j.rev)
+			end()
+			if err != nil {
+				j.rec.Attempts--
+				j.rec.Calling = 0
+				release()
+				if errors.Is(err, queue.ErrConflict) && j.unread {
+					return e.readAgain(hard, j)
+				}
+				if errors.Is(err, queue.ErrConflict) {
+					return e.waitHeld(j)
+				}
+				return e.putBack(j, "job_record", err)
 			}
-			if errors.Is(err, queue.ErrConflict) {
-				return e.waitHeld(j)
-			}
-			return e.putBack(j, "job_record", err)
+			j.rev, j.unread = rev, false
 		}
-		j.rev, j.unread = rev, false
+		j.opened = false
 
 		g := e.settings.Load()
 		req := braze.CreateSendIDRequest{CampaignID: j.spec.CampaignID, SendID: j.spec.SendID}
 		callCtx, cancel := context.WithTimeout(hard, w.o.CallTimeout)
-		end = w.stage(StageBraze, false)
+		end := w.stage(StageBraze, false)
 		start := time.Now()
 		resp, callErr := g.Sender.CreateSendID(callCtx, g.Key, req)
 		latency := time.Since(start)
@@ -267,6 +277,7 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg, slot qu
 func (e *executor) putBack(j *job, stage string, err error) next {
 	var ex *quota.Exhausted
 	if errors.As(err, &ex) {
+		e.granted = false
 		_ = j.msg.Nak()
 		return next{pauseUntil: ex.Until, reason: "quota"}
 	}
@@ -282,8 +293,7 @@ func (e *executor) putBack(j *job, stage string, err error) next {
 
 // finish stores a final result (when store), publishes it and acks.
 func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store bool, extra ...zap.Field) {
-	w := e.w
-	r.At = w.o.Clock.Now().UTC()
+	r.At = e.w.o.Clock.Now().UTC()
 	if store {
 		e.storeFinal(ctx, j, r)
 	}
@@ -291,13 +301,14 @@ func (e *executor) finish(ctx context.Context, j *job, r queue.Result, store boo
 }
 
 // finishCreated finishes a job whose call created its pair: its final
-// record is written while alongside (the pair record and the ledger's
-// settlement) runs, and the result is published and the message acked only
-// after all of them.
-func (e *executor) finishCreated(ctx context.Context, j *job, r queue.Result, alongside *sync.WaitGroup, extra ...zap.Field) {
+// record is written alongside the pair record and the ledger's settlement
+// (recorded), and the result is published and the message acked only once
+// all three are done, so that a crash before them is answered from the
+// records, never with a second, different answer.
+func (e *executor) finishCreated(ctx context.Context, j *job, r queue.Result, recorded *sync.WaitGroup, extra ...zap.Field) {
 	r.At = e.w.o.Clock.Now().UTC()
-	e.storeFinal(ctx, j, r)
-	alongside.Wait()
+	recorded.Go(func() { e.storeFinal(ctx, j, r) })
+	recorded.Wait()
 	e.answer(ctx, j, r, extra...)
 }
 

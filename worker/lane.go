@@ -302,34 +302,13 @@ func (l *lane) pullAgain(ctx context.Context) bool {
 	return !info.Paused && info.NumPending+uint64(info.NumAckPending) > 0
 }
 
-// work takes the group's token and a ledger slot for msg, which the lane
-// holds (kept alive meanwhile), then has the executor work it. The slot
-// counts as held (for forecasts) from its reservation to its release or
-// the job's ack; the message is counted once before, as ack-pending.
+// work has the executor take the group's token, a ledger slot and the
+// job's records for msg, which the lane holds, and work it to an outcome.
+// The slot counts as held (for forecasts) from its reservation to its
+// release or the job's ack; the message is counted once before, as
+// ack-pending.
 func (l *lane) work(ctx, hard context.Context, msg jetstream.Msg) next {
-	w := l.w
-	stop := keepAlive(hard, msg, w.o.LaneFailover/3)
-	end := w.stage(StageReserve, false)
-	slot, err := l.exec.reserve(ctx)
-	end()
-	stop()
-	var ex *quota.Exhausted
-	switch {
-	case errors.As(err, &ex):
-		// Look again after at most maxQuotaPause: another replica's
-		// momentary probe, a released slot or a raised cap may free one.
-		_ = msg.Nak()
-		return next{pauseUntil: earliest(ex.Until, w.o.Clock.Now().Add(maxQuotaPause)), reason: "quota"}
-	case err != nil:
-		_ = msg.Nak()
-		if ctx.Err() == nil {
-			w.log.Warn("lane cannot take a job; retrying", zap.String("app_group", l.group), zap.Error(err))
-			w.o.Metrics.InfraFailures.WithLabelValues("lane_acquire").Inc()
-			w.sleep(ctx, time.Second)
-		}
-		return next{}
-	}
-	return l.exec.execute(ctx, hard, msg, slot)
+	return l.exec.execute(ctx, hard, msg)
 }
 
 // quickPull is how soon an empty pull may be repeated when the server
