@@ -144,7 +144,8 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	subj := queue.Subjects{Prefix: "rt"}
-	if err := queue.EnsureStreams(ctx, js, queue.StreamSettings{Subjects: subj, Replicas: 1, DuplicateWindow: 2 * time.Minute, Groups: 1}); err != nil {
+	if err := queue.EnsureStreams(ctx, js, queue.StreamSettings{Subjects: subj, Replicas: 1, DuplicateWindow: 2 * time.Minute, Groups: 1,
+		Results: true, ResultsMaxAge: time.Hour}); err != nil {
 		return fmt.Errorf("row j: %w", err)
 	}
 	bk, err := queue.EnsureBuckets(ctx, js, queue.BucketSettings{Replicas: 1, LedgerTTL: 72 * time.Hour, JobRecordTTL: time.Hour, PairTTL: time.Hour})
@@ -162,7 +163,7 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	tr := &tracer{nc: nc, ledger: ledger, stages: map[string]*stageStats{}}
 	w, err := sendid.New(sendid.Options{
 		NC: nc, JS: js, Subjects: subj, Records: queue.NewRecords(bk.Jobs, bk.Pairs),
-		Publisher: queue.NewPublisher(nc, js, subj, false), Ledger: ledger,
+		Publisher: queue.NewPublisher(nc, js, subj, true), Ledger: ledger,
 		Pacer: quota.NewPacer(clock), Policies: pols, Clock: clock, Log: log, RecheckInterval: time.Hour,
 		Stages: tr.timer,
 	}, []sendid.Group{{Name: queue.DefaultGroup, Key: "trace-key", Sender: client,
@@ -258,9 +259,63 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	b.rows = append(b.rows, lines...)
 	tr.stages, tr.calls = map[string]*stageStats{}, nil
 	tr.mu.Unlock()
+	if err := b.traceStream(ctx, tr, n); err != nil {
+		tr.mu.Lock()
+		return err
+	}
 	err = b.traceBurst(ctx, tr, burst, order)
 	tr.mu.Lock()
 	return err
+}
+
+// traceStream is row j's pass without reply_to: results go to the group's
+// subject on the SENDID_RESULTS stream, so the lane waits for the result's
+// publish ack (after the records: a crash before them is answered from the
+// records, never with a second answer).
+func (b *bench) traceStream(ctx context.Context, tr *tracer, n int) error {
+	answers := make(chan string, 16)
+	sub, err := b.nc.Subscribe("rt.results.default", func(m *nats.Msg) {
+		var r struct{ ID, Status string }
+		if json.Unmarshal(m.Data, &r) == nil && r.Status != queue.StatusDeferred {
+			answers <- r.ID
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.nc.Flush(); err != nil {
+		return err
+	}
+	var total []time.Duration
+	for i := range n {
+		id := fmt.Sprintf("rs-%d", i)
+		tr.job.Store(int64(1_000_000 + i))
+		tr.on.Store(true)
+		t0 := time.Now()
+		if err := b.nc.Publish("rt.jobs", fmt.Appendf(nil, `{"campaign_id":"c","send_id":%q,"id":%q}`, id, id)); err != nil {
+			return err
+		}
+		select {
+		case got := <-answers:
+			if got != id {
+				return fmt.Errorf("row j: answer for %s while waiting for %s", got, id)
+			}
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("row j: no answer for %s", id)
+		}
+		total = append(total, time.Since(t0))
+		time.Sleep(2 * time.Millisecond)
+	}
+	tr.on.Store(false)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	waits := tr.criticalPath(n)
+	b.add("j. the same without reply_to (results on the SENDID_RESULTS stream)",
+		fmt.Sprintf("%.1f waits, the pull included; publish to answer p50 %s, p99 %s", waits, ms(percentile(total, .5)), ms(percentile(total, .99))), "", true)
+	b.rows[len(b.rows)-1].verdict = ""
+	tr.stages, tr.calls = map[string]*stageStats{}, nil
+	return nil
 }
 
 // traceBurst is row j's second part: burst jobs published at once, as in
