@@ -124,8 +124,12 @@ func (e *executor) execute(ctx, hard context.Context, msg jetstream.Msg) next {
 		if !slot.Period.Contains(now) || slot.Period.End.Sub(now) < periodGuard(slot.Period) {
 			// The period turned (or is about to) while we waited: that slot
 			// was never used. A call that leaves just before the boundary
-			// could land in Braze's next period, uncounted there.
+			// could land in Braze's next period, uncounted there. The call
+			// openTogether marked open does not start now: it is closed
+			// first, so that whatever follows (a refusal, a shutdown) leaves
+			// no open call behind.
 			release()
+			e.unopen(hard, j)
 			d := slot.Period.End.Sub(now)
 			if d <= 0 && turned { // the ledger granted an ended period twice: never spin
 				d = minPause

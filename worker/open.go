@@ -153,3 +153,23 @@ func (e *executor) release(ctx context.Context, slot quota.Slot) {
 		e.w.log.Warn("slot not released", zap.String("app_group", e.group), zap.Error(err))
 	}
 }
+
+// unopen closes the call openTogether marked open in the job record, when
+// it will not start with the slot it was opened with. A record that cannot
+// be written leaves the call open: a redelivery then reports the job in
+// doubt, the safe reading.
+func (e *executor) unopen(hard context.Context, j *job) {
+	if !j.opened {
+		return
+	}
+	j.opened = false
+	j.rec.Attempts--
+	j.rec.Calling = 0
+	rev, err := e.w.o.Records.PutJob(hard, j.rec, j.rev)
+	if err != nil {
+		e.w.log.Warn("job record of a call that did not start not updated; a redelivery reports the job in doubt",
+			zap.String("job_id", j.spec.ID), zap.String("app_group", e.group), zap.Error(err))
+		return
+	}
+	j.rev = rev
+}
