@@ -25,7 +25,15 @@ import (
 // claim), so that a refusal never touches them.
 func (e *executor) open(ctx, hard context.Context, j *job, delivered uint64) (quota.Slot, next, bool) {
 	if delivered == 1 && e.granted && e.roomToCall(j) {
-		return e.openTogether(ctx, hard, j)
+		slot, n, done, paced := e.openTogether(ctx, hard, j)
+		if paced == nil {
+			return slot, n, done
+		}
+		// Another replica emptied the group's bucket: the records were
+		// undone, and the token is waited for before they are taken again.
+		if !e.w.sleep(ctx, paced.Until.Sub(e.w.o.Clock.Now())) {
+			return slot, e.refused(ctx, j, ctx.Err()), true
+		}
 	}
 	end := e.w.stage(StageReserve, false)
 	slot, err := e.reserve(ctx)
@@ -40,12 +48,16 @@ func (e *executor) open(ctx, hard context.Context, j *job, delivered uint64) (qu
 	return slot, next{}, false
 }
 
-// roomToCall reports whether the job can be called now: it has not expired
+// roomToCall reports whether the job can be called now: it has not
+// expired, the group's pacer has a token as this replica knows its bucket,
 // and its period is not about to end (see periodGuard).
 func (e *executor) roomToCall(j *job) bool {
 	w := e.w
 	now := w.o.Clock.Now()
 	if j.spec.NotAfter != nil && !now.Before(*j.spec.NotAfter) {
+		return false
+	}
+	if w.o.Pacer.Tokens(e.group) < 1 {
 		return false
 	}
 	pol, ok := w.o.Policies.Get(e.group)
@@ -59,13 +71,17 @@ func (e *executor) roomToCall(j *job) bool {
 // openTogether reserves the slot, the pair and the job record (the open
 // call's marker: Attempts and Calling 1) concurrently; the records are
 // created as new keys with compare-and-swap, so a record another message
-// wrote meanwhile fails its write, as in claimFirst. When any of the three
-// fails, the others are undone and the job is put back: an id or a pair
-// found taken is read on the redelivery (claim); a refused slot pauses the
-// lane as in open. A crash between a refusal and its undo leaves a marker of
-// a call that never started: the redelivery reports the job in doubt — the
-// safe reading — and never calls twice unseen.
-func (e *executor) openTogether(ctx, hard context.Context, j *job) (quota.Slot, next, bool) {
+// wrote meanwhile fails its write, as in claimFirst. The reservation does
+// not wait: the lane's token is there (roomToCall), and a bucket another
+// replica emptied is reported as paced. When any of the three fails, the
+// others are undone: on paced the caller waits for the token and takes
+// them in turn; otherwise the job is put back — an id or a pair found taken
+// is read on the redelivery (claim), a refused slot pauses the lane as in
+// open. A crash while the three are taken (one round trip) or before a
+// failure's undo leaves the mark of a call that never started: the
+// redelivery reports the job in doubt — the safe reading — and never calls
+// twice unseen.
+func (e *executor) openTogether(ctx, hard context.Context, j *job) (_ quota.Slot, _ next, done bool, paced *quota.Paced) {
 	w := e.w
 	rec := queue.JobRecord{ID: j.spec.ID, AppGroup: e.group, Owner: j.seq, Attempts: 1, Calling: 1}
 	var (
@@ -76,7 +92,7 @@ func (e *executor) openTogether(ctx, hard context.Context, j *job) (quota.Slot, 
 	)
 	wg.Go(func() {
 		defer w.stage(StageReserve, false)()
-		slot, slotErr = e.reserve(ctx)
+		slot, slotErr = e.reserveOnce(ctx)
 	})
 	if j.spec.SendID != "" {
 		wg.Go(func() {
@@ -91,7 +107,7 @@ func (e *executor) openTogether(ctx, hard context.Context, j *job) (quota.Slot, 
 	wg.Wait()
 	if slotErr == nil && pairErr == nil && jobErr == nil {
 		j.rec, j.rev, j.pairRev, j.opened = rec, jobRev, pairRev, true
-		return slot, next{}, false
+		return slot, next{}, false, nil
 	}
 
 	// Undo what was taken, then put the job back.
@@ -114,17 +130,20 @@ func (e *executor) openTogether(ctx, hard context.Context, j *job) (quota.Slot, 
 		})
 	}
 	undo.Wait()
+	if slotErr != nil && !errors.As(slotErr, &paced) {
+		return slot, e.refused(ctx, j, slotErr), true, nil
+	}
 	switch {
-	case slotErr != nil:
-		return slot, e.refused(ctx, j, slotErr), true
 	case errors.Is(jobErr, queue.ErrConflict) || errors.Is(pairErr, queue.ErrConflict):
 		// The id or the pair is taken: the redelivery reads the records.
 		_ = j.msg.Nak()
-		return slot, next{}, true
+		return slot, next{}, true, nil
 	case jobErr != nil:
-		return slot, e.putBack(j, "job_record", jobErr), true
+		return slot, e.putBack(j, "job_record", jobErr), true, nil
+	case pairErr != nil:
+		return slot, e.putBack(j, "pair_record", pairErr), true, nil
 	}
-	return slot, e.putBack(j, "pair_record", pairErr), true
+	return slot, next{}, false, paced
 }
 
 // refused puts back a job for which the lane got no slot: an exhausted

@@ -14,22 +14,29 @@ import (
 // another error or ctx's end is returned. The slot counts as held for
 // forecasts.
 func (e *executor) reserve(ctx context.Context) (quota.Slot, error) {
-	w := e.w
 	for {
-		if err := w.o.Pacer.Wait(ctx, e.group); err != nil {
-			return quota.Slot{}, err
-		}
-		var slot quota.Slot
-		err := e.fc.hold(func() (err error) {
-			slot, err = w.o.Ledger.Reserve(ctx, e.group)
-			return err
-		})
+		slot, err := e.reserveOnce(ctx)
 		var paced *quota.Paced
 		if !errors.As(err, &paced) {
 			return slot, err
 		}
-		if !w.sleep(ctx, paced.Until.Sub(w.o.Clock.Now())) {
+		if !e.w.sleep(ctx, paced.Until.Sub(e.w.o.Clock.Now())) {
 			return quota.Slot{}, ctx.Err()
 		}
 	}
+}
+
+// reserveOnce is one try of reserve: a bucket another replica emptied is
+// returned as *quota.Paced, not waited out.
+func (e *executor) reserveOnce(ctx context.Context) (quota.Slot, error) {
+	w := e.w
+	if err := w.o.Pacer.Wait(ctx, e.group); err != nil {
+		return quota.Slot{}, err
+	}
+	var slot quota.Slot
+	err := e.fc.hold(func() (err error) {
+		slot, err = w.o.Ledger.Reserve(ctx, e.group)
+		return err
+	})
+	return slot, err
 }
