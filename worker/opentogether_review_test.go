@@ -1,0 +1,112 @@
+package worker_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sendid/sendid/queue"
+	"github.com/sendid/sendid/quota"
+	"github.com/sendid/sendid/worker"
+)
+
+// turningLedger hands out, as the n-th reservation (1-based, turnAt), a
+// real slot dressed as one of a period that has already ended, so the lane
+// takes the "period turned" branch of execute; the reservations after it
+// answer script[0], script[1], … (nil: a real slot). Releasing the dressed
+// slot gives the real one back, so the ledger still matches.
+type turningLedger struct {
+	quota.Ledger
+	turnAt int
+	script []func(ctx context.Context, g string) (quota.Slot, error)
+
+	mu     sync.Mutex
+	n      int
+	real   quota.Slot
+	fake   quota.Period
+	dressd bool
+}
+
+func (l *turningLedger) Reserve(ctx context.Context, g string) (quota.Slot, error) {
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	switch {
+	case n == l.turnAt:
+		s, err := l.Ledger.Reserve(ctx, g)
+		if err != nil {
+			return s, err
+		}
+		now := time.Now()
+		l.mu.Lock()
+		l.real, l.fake, l.dressd = s, quota.Period{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour)}, true
+		l.mu.Unlock()
+		d := s
+		d.Period = l.fake
+		return d, nil
+	case n > l.turnAt && n-l.turnAt-1 < len(l.script) && l.script[n-l.turnAt-1] != nil:
+		return l.script[n-l.turnAt-1](ctx, g)
+	}
+	return l.Ledger.Reserve(ctx, g)
+}
+
+func (l *turningLedger) Release(ctx context.Context, s quota.Slot) error {
+	l.mu.Lock()
+	if l.dressd && s.Period == l.fake {
+		s = l.real
+		l.dressd = false
+	}
+	l.mu.Unlock()
+	return l.Ledger.Release(ctx, s)
+}
+
+func (l *turningLedger) reservations() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+func callsFor(k *kit, sendID string) int {
+	n := 0
+	for _, r := range k.sim.Requests() {
+		if r.SendID == sendID {
+			n++
+		}
+	}
+	return n
+}
+
+// Review of aa81b54: the first delivery of "second" is opened together
+// (its job record says Attempts 1, Calling 1). Its slot turns out to be of
+// an ended period, so execute gives it back and reserves again, and that
+// reservation is refused (exhausted). putBack returns the job without
+// undoing what openTogether wrote: the redelivery finds a call open that
+// never started and, under in_doubt: fail, ends the job outcome_unknown
+// without ever calling Braze for it.
+func TestOpenTogetherPeriodTurnRefusedLeavesFalseDoubt(t *testing.T) {
+	t.Parallel()
+	exhausted := func(ctx context.Context, g string) (quota.Slot, error) {
+		return quota.Slot{}, &quota.Exhausted{Group: g, Until: time.Now().Add(200 * time.Millisecond)}
+	}
+	led := &turningLedger{turnAt: 2, script: []func(context.Context, string) (quota.Slot, error){exhausted}}
+	k := newKit(t, kitOptions{
+		ledger:  func(l quota.Ledger) quota.Ledger { led.Ledger = l; return led },
+		inDoubt: map[string]worker.InDoubtPolicy{"default": worker.InDoubtFail},
+	})
+	k.publish(k.subj.Ready("default"), job("c", "s-1", "first", "test.t"))
+	k.results.waitFinals(t, 1, 15*time.Second)
+	k.publish(k.subj.Ready("default"), job("c", "s-2", "second", "test.t"))
+	r := k.results.waitFinals(t, 2, 20*time.Second)["second"]
+	if led.reservations() < 3 {
+		t.Fatalf("%d reservations: the refused one after the turn was not reached", led.reservations())
+	}
+	if r.Status != queue.StatusCreated || r.InDoubt {
+		t.Errorf("second: status %s, in_doubt %v, error %+v, attempts %d; want created, not in doubt (no call had started)",
+			r.Status, r.InDoubt, r.Error, r.Attempts)
+	}
+	if n := callsFor(k, "s-2"); n != 1 {
+		t.Errorf("%d Braze calls for s-2, want 1", n)
+	}
+}
