@@ -110,3 +110,53 @@ func TestOpenTogetherPeriodTurnRefusedLeavesFalseDoubt(t *testing.T) {
 		t.Errorf("%d Braze calls for s-2, want 1", n)
 	}
 }
+
+// Review of aa81b54: as above, but the reservation after the period turn
+// waits (as for the pacer's token) and the worker is shut down meanwhile —
+// a clean SIGTERM, no crash. execute puts the job back without undoing the
+// open-call marker openTogether wrote, so the replica that takes the group
+// over reports a call that never started in doubt (in_doubt: true,
+// sendid_jobs_in_doubt_total).
+func TestOpenTogetherShutdownAfterPeriodTurnLeavesFalseDoubt(t *testing.T) {
+	t.Parallel()
+	entered := make(chan struct{})
+	var once sync.Once
+	waitForShutdown := func(ctx context.Context, g string) (quota.Slot, error) {
+		once.Do(func() { close(entered) })
+		<-ctx.Done()
+		return quota.Slot{}, ctx.Err()
+	}
+	led := &turningLedger{turnAt: 2, script: []func(context.Context, string) (quota.Slot, error){waitForShutdown}}
+	groups := map[string]quota.Policy{"default": {Cap: 100, Burst: 10, Period: 24 * time.Hour}}
+	k := newKit(t, kitOptions{groups: groups, ledger: func(l quota.Ledger) quota.Ledger { led.Ledger = l; return led }})
+	k.publish(k.subj.Ready("default"), job("c", "s-1", "first", "test.s"))
+	k.results.waitFinals(t, 1, 15*time.Second)
+	k.publish(k.subj.Ready("default"), job("c", "s-2", "second", "test.s"))
+	select {
+	case <-entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the reservation after the period turn was not reached")
+	}
+	k.stop()
+	select {
+	case err := <-k.done:
+		k.done <- err // for the kit's cleanup
+	case <-time.After(15 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+	if n := callsFor(k, "s-2"); n != 0 {
+		t.Fatalf("%d calls for s-2 before the shutdown, want 0", n)
+	}
+	rec, _, err := k.records().Job(context.Background(), "default", "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Calling != 0 {
+		t.Errorf("after a clean shutdown before any call, second's record still marks a call open: %+v", rec)
+	}
+	k.replica(kitOptions{groups: groups})
+	r := k.results.waitFinals(t, 2, 20*time.Second)["second"]
+	if r.Status != queue.StatusCreated || r.InDoubt {
+		t.Errorf("second: status %s, in_doubt %v, attempts %d; want created, not in doubt", r.Status, r.InDoubt, r.Attempts)
+	}
+}
