@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +159,79 @@ func TestOpenTogetherShutdownAfterPeriodTurnLeavesFalseDoubt(t *testing.T) {
 	r := k.results.waitFinals(t, 2, 20*time.Second)["second"]
 	if r.Status != queue.StatusCreated || r.InDoubt {
 		t.Errorf("second: status %s, in_doubt %v, attempts %d; want created, not in doubt", r.Status, r.InDoubt, r.Attempts)
+	}
+}
+
+// pacedOnce answers the n-th reservation (1-based) with *quota.Paced for
+// 10 minutes, as the ledger does when the group's shared bucket is empty
+// (another replica spent its tokens): reserve then sleeps until then.
+type pacedOnce struct {
+	quota.Ledger
+	at      int64
+	n       atomic.Int64
+	entered chan struct{}
+}
+
+func (l *pacedOnce) Reserve(ctx context.Context, g string) (quota.Slot, error) {
+	if l.n.Add(1) == l.at {
+		close(l.entered)
+		return quota.Slot{}, &quota.Paced{Group: g, Until: time.Now().Add(10 * time.Minute)}
+	}
+	return l.Ledger.Reserve(ctx, g)
+}
+
+// Review of aa81b54: openTogether writes the open-call marker (Attempts 1,
+// Calling 1) and the pair reservation before the slot is granted, and keeps
+// them through the whole reservation: its round trip and any wait in it
+// (a *quota.Paced bucket is waited out inside reserve, up to period/cap —
+// 14.4 min for the default 100 per day). A crash of the owner anywhere in
+// it — no call started — leaves a call "in doubt": the replica that takes
+// over reports in_doubt: true and counts an attempt that never happened
+// (under in_doubt: fail it would end the job outcome_unknown without a
+// call). Before the change nothing was written before the slot; README
+// ("Crash safety and calls in doubt") documents the window as the whole
+// call, and only open.go's comment mentions this one (as "between a
+// refusal and its undo"). The crash is simulated by closing the owner's
+// NATS connection while its reservation waits.
+func TestOpenTogetherCrashDuringReservationIsNotInDoubt(t *testing.T) {
+	t.Parallel()
+	led := &pacedOnce{at: 2, entered: make(chan struct{})}
+	groups := map[string]quota.Policy{"default": {Cap: 100, Burst: 10, Period: 24 * time.Hour}}
+	k := newKit(t, kitOptions{groups: groups, failover: time.Second, ledger: func(l quota.Ledger) quota.Ledger { led.Ledger = l; return led }})
+	nc2, js2 := k.ns.Connect()
+	results := collect(t, nc2, "test.>", "sendid.results.>")
+	rs, err := queue.OpenRecords(context.Background(), js2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publish(k.subj.Ready("default"), job("c", "s-1", "first", "test.k"))
+	results.waitFinals(t, 1, 15*time.Second)
+	k.publish(k.subj.Ready("default"), job("c", "s-2", "second", "test.k"))
+	select {
+	case <-led.entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("second's reservation was not reached")
+	}
+	// Whatever openTogether writes next to the reservation is written by
+	// now or within a moment; give it a bounded moment, then crash.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, rev, err := rs.Job(context.Background(), "default", "second"); err == nil && rev != 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := callsFor(k, "s-2"); n != 0 {
+		t.Fatalf("%d calls for s-2 while its reservation waits, want 0", n)
+	}
+	k.nc.Close() // the owner dies while its reservation waits
+	k.replica(kitOptions{groups: groups, failover: time.Second})
+	r := results.waitFinals(t, 2, 20*time.Second)["second"]
+	if r.Status != queue.StatusCreated || r.InDoubt || r.Attempts != 1 {
+		t.Errorf("second: status %s, in_doubt %v, attempts %d; want created, not in doubt, 1 attempt (the dead owner never called)",
+			r.Status, r.InDoubt, r.Attempts)
+	}
+	if n := callsFor(k, "s-2"); n != 1 {
+		t.Errorf("%d calls for s-2, want 1", n)
 	}
 }
