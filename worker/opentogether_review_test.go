@@ -110,6 +110,14 @@ func TestOpenTogetherPeriodTurnRefusedLeavesFalseDoubt(t *testing.T) {
 	if n := callsFor(k, "s-2"); n != 1 {
 		t.Errorf("%d Braze calls for s-2, want 1", n)
 	}
+	// The false doubt also poisons the pair: under in_doubt: fail the
+	// reservation stays, so a later job for the never-sent pair is refused
+	// too (until pair_ttl) — the send is lost, not merely mislabelled.
+	k.publish("sendid.jobs", job("c", "s-2", "third", "test.t"))
+	r3 := k.results.waitFinals(t, 3, 20*time.Second)["third"]
+	if r3.Status != queue.StatusCreated {
+		t.Errorf("third (same pair, never sent): status %s, in_doubt %v, error %+v; want created", r3.Status, r3.InDoubt, r3.Error)
+	}
 }
 
 // Review of aa81b54: as above, but the reservation after the period turn
