@@ -19,10 +19,10 @@ import (
 //
 // A first delivery on a lane whose last reservation was granted takes the
 // three at once (openTogether): one wait instead of three. Otherwise — the
-// lane's first job after a start or a refusal, a job about to expire or
-// close to its period's end, or a redelivery, whose records must be read
-// first — the slot comes first and the records after it (claimFirst,
-// claim), so that a refusal never touches them.
+// lane's first job after a start or a refusal, no token at hand, a job
+// about to expire or close to its period's end, or a redelivery, whose
+// records must be read first — the slot comes first and the records after
+// it (claimFirst, claim), so that a refusal never touches them.
 func (e *executor) open(ctx, hard context.Context, j *job, delivered uint64) (quota.Slot, next, bool) {
 	if delivered == 1 && e.granted && e.roomToCall(j) {
 		slot, n, done, paced := e.openTogether(ctx, hard, j)
