@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,6 +61,10 @@ type bench struct {
 	rows    []row
 	verbose bool
 	profile string
+	// profileRow is the row (c or g) whose worker profile goes to profile;
+	// the bench process (the embedded NATS server and the publisher) is
+	// profiled alongside, to profile + ".server".
+	profileRow string
 }
 
 func run(ctx context.Context, args []string) error {
@@ -70,7 +73,8 @@ func run(ctx context.Context, args []string) error {
 	workerBin := fs.String("worker", "", "sendid-worker binary (default: go build ./cmd/sendid-worker)")
 	only := fs.String("rows", "abcdefghij", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
-	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during row g to this file")
+	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during the row -profile-row to this file (and of the bench process, with the NATS server, to this file.server)")
+	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c or g")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +87,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile}
+	if *profileRow != "c" && *profileRow != "g" {
+		return fmt.Errorf("%w: -profile-row must be c or g", flag.ErrHelp)
+	}
+	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow}
 	if b.worker == "" {
 		b.worker = filepath.Join(dir, "sendid-worker")
 		cmd := exec.Command("go", "build", "-o", b.worker, "./cmd/sendid-worker")
@@ -513,21 +520,8 @@ func (b *bench) manyGroups(ctx context.Context, sz sizes) error {
 	defer unsub()
 	n := sz.manyJobs
 	start := time.Now()
-	if b.profile != "" {
-		go func() {
-			time.Sleep(time.Second)
-			resp, err := http.Get("http://" + w.http + "/debug/pprof/profile?seconds=10")
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(b.profile)
-			if err == nil {
-				_, _ = io.Copy(f, resp.Body)
-				f.Close()
-			}
-		}()
-	}
+	profiled := b.profileDuring(w, "g")
+	defer profiled()
 	if err := b.publishAsync(func(i int) string { return "mg.jobs." + groups[i%len(groups)] }, func(i int) []byte {
 		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"mg-%d","id":"mg-%d","reply_to":"bench.mg"}`, i, i)
 	}, n, nil); err != nil {
@@ -582,6 +576,8 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	if err != nil {
 		return err
 	}
+	profiled := b.profileDuring(w, "c")
+	defer profiled()
 	start := time.Now()
 	if err := b.publishAsync(func(i int) string { return "bl.jobs." + groups[i%len(groups)] }, func(i int) []byte {
 		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"bl-%d","id":"bl-%d","reply_to":"bench.bl"}`, i, i)
