@@ -65,6 +65,7 @@ type bench struct {
 	// the bench process (the embedded NATS server and the publisher) is
 	// profiled alongside, to profile + ".server".
 	profileRow string
+	floor      bool // row c also measures the server's own bound
 }
 
 func run(ctx context.Context, args []string) error {
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", false, "progress on stderr")
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during the row -profile-row to this file (and of the bench process, with the NATS server, to this file.server)")
 	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c or g")
+	floor := fs.Bool("floor", false, "row c also measures pull + ack alone on a stream of the same shape (the NATS server's bound)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string) error {
 	if *profileRow != "c" && *profileRow != "g" {
 		return fmt.Errorf("%w: -profile-row must be c or g", flag.ErrHelp)
 	}
-	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow}
+	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow, floor: *floor}
 	if b.worker == "" {
 		b.worker = filepath.Join(dir, "sendid-worker")
 		cmd := exec.Command("go", "build", "-o", b.worker, "./cmd/sendid-worker")
@@ -576,6 +578,11 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	if err != nil {
 		return err
 	}
+	ans, unsub, err := b.countAnswers("bench.bl", "bl-", n)
+	if err != nil {
+		return err
+	}
+	defer unsub()
 	profiled := b.profileDuring(w, "c")
 	defer profiled()
 	start := time.Now()
@@ -597,13 +604,37 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 		time.Sleep(100 * time.Millisecond)
 	}
 	rate := float64(n) / time.Since(start).Seconds()
+	// Each notice is published before its job's ack: allow for delivery.
+	answered := ans.wait(n, 30*time.Second)
 	rss := w.peakRSS()
 	c0 := w.cpu()
 	time.Sleep(sz.pausedFor)
 	pct := 100 * float64(w.cpu()-c0) / float64(sz.pausedFor)
 	b.add(fmt.Sprintf("c. %d deferred jobs / %d groups: admission", n, len(groups)), fmt.Sprintf("%.0f jobs/s", rate), ">= 20000 jobs/s", rate >= 20000)
+	b.add("   every job answered (deferred notice or answer)", fmt.Sprintf("%d of %d", answered, n), fmt.Sprintf("%d of %d", n, n), answered == int64(n))
 	b.add("   worker peak RSS", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "<= 128 MiB", rss <= 128<<20)
 	b.add("   CPU while every lane is paused", fmt.Sprintf("%.2f%% of a core", pct), "< 1%", pct < 1)
+	if !b.floor {
+		return nil
+	}
+	w.stop()
+	// What the NATS server alone allows, on a stream of the same shape.
+	m := min(n, 50_000)
+	for _, v := range []struct {
+		lanes int
+		one   bool
+	}{{len(groups), false}, {len(groups), true}, {0, false}} {
+		f, err := b.admissionFloor(ctx, groups, v.lanes, v.one, m)
+		if err != nil {
+			return fmt.Errorf("row c: %w", err)
+		}
+		filters := "admission's 2 filters"
+		if v.one {
+			filters = "1 filter (jobs.*)"
+		}
+		b.add(fmt.Sprintf("   floor: server alone, pull + ack, %s, %d lane consumers", filters, v.lanes), fmt.Sprintf("%.0f jobs/s (%d jobs)", f, m), "", true)
+		b.rows[len(b.rows)-1].verdict = ""
+	}
 	return nil
 }
 
