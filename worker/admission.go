@@ -26,6 +26,20 @@ func (a *admission) run(ctx, hard context.Context) {
 	defer w.setAdmissionRunning(false)
 	msgs := make(chan jetstream.Msg, 2*maxBatch)
 	deleted := w.admLost()
+	// Admitted batches wait for their publications' acks here while the
+	// next batch is read and decided: publications keep their order on the
+	// connection, and a job is still acked only after its own.
+	confirms := make(chan []*pending, confirmWindow)
+	var confirmer sync.WaitGroup
+	confirmer.Go(func() {
+		for admitted := range confirms {
+			a.confirmBatch(hard, admitted)
+		}
+	})
+	defer func() {
+		close(confirms)
+		confirmer.Wait()
+	}()
 	for ctx.Err() == nil {
 		// lost hears this Consume's terminal errors: a deleted consumer
 		// stops it, lost heartbeats may mean the consumer is gone.
@@ -81,7 +95,9 @@ func (a *admission) run(ctx, hard context.Context) {
 					break fill
 				}
 			}
-			a.handleBatch(hard, batch)
+			if admitted := a.handleBatch(hard, batch); len(admitted) > 0 {
+				confirms <- admitted
+			}
 		}
 		cc.Stop()
 		<-cc.Closed()
@@ -114,6 +130,11 @@ func (a *admission) restore(ctx context.Context, why error) {
 
 // maxBatch bounds how many jobs admission handles together.
 const maxBatch = 256
+
+// confirmWindow bounds how many admitted batches may wait for their
+// publications' acks while admission reads the next ones (the admission
+// consumer's MaxAckPending bounds the jobs in flight as well).
+const confirmWindow = 4
 
 // answerTo publishes a final answer to the job's reply subject and acks.
 func (a *admission) answer(ctx context.Context, msg jetstream.Msg, dest string, r queue.Result) {
@@ -163,15 +184,20 @@ type pending struct {
 	stage  string
 	err    error
 	// set when admitted
-	ack    jetstream.PubAckFuture
-	notice *queue.Result
+	ack        jetstream.PubAckFuture
+	notice     *queue.Result
+	confirmed  bool                 // the publication is acknowledged
+	noticeSent *queue.PendingResult // the notice on its way
+	noticeErr  error
 }
 
 // handleBatch answers or admits a batch of jobs: bad input is answered at
-// once; the records of the rest are read in parallel; then, in order, each
-// is answered from its record or admitted with an asynchronous publication;
-// a job is acked only once its publication is acknowledged.
-func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
+// once; the records of the rest are read in parallel, and the stale
+// forecast snapshots of their groups refreshed alongside; then, in order,
+// each is answered from its record or admitted with an asynchronous
+// publication. It returns the admitted jobs, for confirmBatch: a job is
+// acked only once its publication is acknowledged.
+func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) []*pending {
 	var todo []*pending
 	for _, m := range batch {
 		if p := a.prepare(ctx, m); p != nil {
@@ -183,6 +209,7 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
 	for _, p := range todo {
 		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
 	}
+	a.refreshForecasts(ctx, todo, &wg)
 	wg.Wait()
 	end()
 	var admitted []*pending
@@ -191,8 +218,25 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
 			admitted = append(admitted, p)
 		}
 	}
-	for _, p := range admitted {
-		a.confirm(ctx, p)
+	return admitted
+}
+
+// refreshForecasts refreshes, on wg, the forecast snapshots of the groups
+// of todo that decide would otherwise refresh one after another. Errors
+// are left for decide, which refreshes again and answers them.
+func (a *admission) refreshForecasts(ctx context.Context, todo []*pending, wg *sync.WaitGroup) {
+	now := a.w.o.Clock.Now()
+	seen := make(map[*lane]bool)
+	for _, p := range todo {
+		l := p.lane
+		if seen[l] {
+			continue
+		}
+		seen[l] = true
+		pol, _ := a.w.o.Policies.Get(l.group)
+		if l.fc.stale(now, pol.PeriodAt(now)) {
+			wg.Go(func() { _, _, _, _ = l.forecast(ctx) })
+		}
 	}
 }
 
@@ -319,9 +363,26 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 	return true
 }
 
-// confirm waits for an admission's publication, then sends its notice and
-// acks the job. A plain ack: after a lost ack the redelivery re-admits under
-// the same Nats-Msg-Id, and the stream drops it.
+// confirmBatch confirms a batch's admissions in order (see confirm): their
+// notices are published as their publications are acknowledged, and each
+// job is acked once its notice is stored (or failed), so that a crash never
+// leaves an acked job without its notice, while the notices of a batch
+// travel together.
+func (a *admission) confirmBatch(ctx context.Context, admitted []*pending) {
+	for _, p := range admitted {
+		a.confirm(ctx, p)
+	}
+	for _, p := range admitted {
+		if p.confirmed {
+			a.finish(ctx, p)
+		}
+	}
+}
+
+// confirm waits for an admission's publication and starts publishing its
+// notice; confirmed says the job was admitted. A plain ack follows (finish):
+// after a lost ack the redelivery re-admits under the same Nats-Msg-Id, and
+// the stream drops it.
 func (a *admission) confirm(ctx context.Context, p *pending) {
 	w := a.w
 	end := w.stage(StageAdmissionConfirm, true)
@@ -342,8 +403,21 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 	}
 	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
 	w.gauges.backlogMoved(p.group, 1)
+	p.confirmed = true
 	if n := p.notice; n != nil {
-		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
+		p.noticeSent, p.noticeErr = w.o.Publisher.ResultAsync(p.dest, *n)
+	}
+}
+
+// finish waits for an admitted job's notice, if any, and acks the job.
+func (a *admission) finish(ctx context.Context, p *pending) {
+	w := a.w
+	if n := p.notice; n != nil {
+		err := p.noticeErr
+		if err == nil {
+			err = p.noticeSent.Wait(ctx)
+		}
+		if err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.
 			w.log.Warn("deferred notice not published", zap.String("job_id", n.ID), zap.Error(err))
 		} else {
@@ -352,7 +426,7 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		w.log.Info("job deferred", zap.String("job_id", n.ID), zap.String("app_group", p.group), zap.Time("deferred_until", *n.DeferredUntil),
 			zap.Time("eta", *n.ETA), zap.Int("position", *n.Position))
 	}
-	end = w.stage(StageAdmissionAck, false)
+	end := w.stage(StageAdmissionAck, false)
 	if err := p.msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", p.res.ID), zap.Error(err))
 	}

@@ -57,6 +57,10 @@ type kitOptions struct {
 
 	// For the security tests: adjust each group before the worker starts.
 	tune func(*worker.Group)
+
+	// before runs once the streams, buckets and result collector exist and
+	// before the worker starts (jobs published here wait in the stream).
+	before func(k *kit)
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -122,6 +126,9 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		t.Fatal(err)
 	}
 	k.results = collect(t, k.nc, "test.>", "sendid.results.>")
+	if o.before != nil {
+		o.before(k)
+	}
 	var runCtx context.Context
 	runCtx, k.stop = context.WithCancel(context.Background())
 	k.done = make(chan error, 1)
