@@ -19,11 +19,18 @@ import (
 type admission struct {
 	w    *Worker
 	cons jetstream.Consumer
+	// batch reads a batch's records in one request per bucket (run sets
+	// it); batchFailed says a batch read failed once (then logged).
+	batch       *queue.BatchReader
+	batchFailed bool
 }
 
 func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
 	defer w.setAdmissionRunning(false)
+	if a.batch == nil {
+		a.batch = queue.NewBatchReader(w.o.NC, w.o.Records)
+	}
 	msgs := make(chan jetstream.Msg, 2*maxBatch)
 	deleted := w.admLost()
 	// Admitted batches wait for their publications' acks here while the
@@ -206,10 +213,8 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) []*p
 	}
 	var wg sync.WaitGroup
 	end := a.w.stage(StageAdmissionRecords, true)
-	for _, p := range todo {
-		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
-	}
 	a.refreshForecasts(ctx, todo, &wg)
+	a.readRecords(ctx, todo)
 	wg.Wait()
 	end()
 	var admitted []*pending
@@ -219,6 +224,43 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) []*p
 		}
 	}
 	return admitted
+}
+
+// readRecords reads the job and pair records of todo: all in one request
+// per bucket, or, if that fails, each job's in parallel.
+func (a *admission) readRecords(ctx context.Context, todo []*pending) {
+	if len(todo) == 0 {
+		return
+	}
+	keys := make([]queue.RecordKey, len(todo))
+	for i, p := range todo {
+		keys[i] = queue.RecordKey{Group: p.group, ID: p.res.ID, CampaignID: p.job.CampaignID, SendID: p.job.SendID}
+	}
+	got, err := a.batch.Read(ctx, keys)
+	if err == nil {
+		for i, p := range todo {
+			r := got[i]
+			p.rec, p.pair = r.Job, r.Pair
+			// A reservation (calling) is the lane's business: admit.
+			p.paired = r.PairRev != 0 && r.Pair.Created()
+			switch {
+			case r.JobErr != nil:
+				p.stage, p.err = "job_record", r.JobErr
+			case r.PairErr != nil:
+				p.stage, p.err = "pair_record", r.PairErr
+			}
+		}
+		return
+	}
+	if !a.batchFailed {
+		a.batchFailed = true
+		a.w.log.Warn("admission reads records one job at a time: a batch read failed", zap.Error(err))
+	}
+	var wg sync.WaitGroup
+	for _, p := range todo {
+		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
+	}
+	wg.Wait()
 }
 
 // refreshForecasts refreshes, on wg, the forecast snapshots of the groups
