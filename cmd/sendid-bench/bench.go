@@ -623,7 +623,7 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	for _, v := range []struct {
 		lanes int
 		one   bool
-	}{{len(groups), false}, {len(groups), true}, {0, false}} {
+	}{{len(groups), false}, {len(groups), true}, {0, false}, {0, true}} {
 		f, err := b.admissionFloor(ctx, groups, v.lanes, v.one, m)
 		if err != nil {
 			return fmt.Errorf("row c: %w", err)
