@@ -61,7 +61,7 @@ type bench struct {
 	rows    []row
 	verbose bool
 	profile string
-	// profileRow is the row (c or g) whose worker profile goes to profile;
+	// profileRow is the row (c, g, or p: row c while paused) whose worker profile goes to profile;
 	// the bench process (the embedded NATS server and the publisher) is
 	// profiled alongside, to profile + ".server".
 	profileRow string
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string) error {
 	only := fs.String("rows", "abcdefghij", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during the row -profile-row to this file (and of the bench process, with the NATS server, to this file.server)")
-	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c or g")
+	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c, g, or p (row c while every lane is paused)")
 	floor := fs.Bool("floor", false, "row c also measures pull + ack alone on a stream of the same shape (the NATS server's bound)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -89,8 +89,8 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if *profileRow != "c" && *profileRow != "g" {
-		return fmt.Errorf("%w: -profile-row must be c or g", flag.ErrHelp)
+	if *profileRow != "c" && *profileRow != "g" && *profileRow != "p" {
+		return fmt.Errorf("%w: -profile-row must be c, g or p", flag.ErrHelp)
 	}
 	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow, floor: *floor}
 	if b.worker == "" {
@@ -607,6 +607,8 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	// Each notice is published before its job's ack: allow for delivery.
 	answered := ans.wait(n, 30*time.Second)
 	rss := w.peakRSS()
+	pausedProfile := b.profileDuring(w, "p")
+	defer pausedProfile()
 	c0 := w.cpu()
 	time.Sleep(sz.pausedFor)
 	pct := 100 * float64(w.cpu()-c0) / float64(sz.pausedFor)
