@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,13 +64,20 @@ func (b *BatchReader) Read(ctx context.Context, keys []RecordKey) ([]RecordsOf, 
 			pairSubj = append(pairSubj, kvSubject(b.pairs, pairKey(k.Group, k.CampaignID, k.SendID)))
 		}
 	}
+	// The two buckets are read concurrently: one wait.
+	var (
+		pairs   map[string]storedMsg
+		pairErr error
+		wg      sync.WaitGroup
+	)
+	wg.Go(func() { pairs, pairErr = b.lastMsgs(ctx, "KV_"+b.pairs, pairSubj) })
 	jobs, err := b.lastMsgs(ctx, "KV_"+b.jobs, jobSubj)
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	pairs, err := b.lastMsgs(ctx, "KV_"+b.pairs, pairSubj)
-	if err != nil {
-		return nil, err
+	if pairErr != nil {
+		return nil, pairErr
 	}
 	for i, k := range keys {
 		o := &out[i]
@@ -111,6 +119,9 @@ type storedMsg struct {
 // out, as KeyValue.Get leaves them out.
 func (b *BatchReader) lastMsgs(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
 	out := make(map[string]storedMsg, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, batchGetTimeout)
