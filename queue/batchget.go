@@ -16,8 +16,9 @@ import (
 // match: nats-server answers more with 413 Too Many Results.
 const maxMultiLast = 1024
 
-// batchGetTimeout bounds a batch read whose context has no deadline.
-const batchGetTimeout = 10 * time.Second
+// batchGetTimeout bounds a batch read whose context has no deadline (as
+// long as a JetStream API request's default).
+const batchGetTimeout = 5 * time.Second
 
 // RecordKey names the records of one job: its record in Group and, when
 // SendID is set, its pair's.

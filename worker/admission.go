@@ -20,10 +20,15 @@ type admission struct {
 	w    *Worker
 	cons jetstream.Consumer
 	// batch reads a batch's records in one request per bucket (run sets
-	// it); batchFailed says a batch read failed once (then logged).
-	batch       *queue.BatchReader
-	batchFailed bool
+	// it). After a failure (a server without batch gets answers only after
+	// a timeout) admission reads job by job until batchAgain.
+	batch      *queue.BatchReader
+	batchAgain time.Time
 }
+
+// batchPause is how long admission reads job by job after a batch read
+// failed.
+const batchPause = time.Minute
 
 func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
@@ -236,7 +241,14 @@ func (a *admission) readRecords(ctx context.Context, todo []*pending) {
 	for i, p := range todo {
 		keys[i] = queue.RecordKey{Group: p.group, ID: p.res.ID, CampaignID: p.job.CampaignID, SendID: p.job.SendID}
 	}
-	got, err := a.batch.Read(ctx, keys)
+	now := a.w.o.Clock.Now()
+	var (
+		got []queue.RecordsOf
+		err = errBatchPaused
+	)
+	if !now.Before(a.batchAgain) {
+		got, err = a.batch.Read(ctx, keys)
+	}
 	if err == nil {
 		for i, p := range todo {
 			r := got[i]
@@ -252,9 +264,9 @@ func (a *admission) readRecords(ctx context.Context, todo []*pending) {
 		}
 		return
 	}
-	if !a.batchFailed {
-		a.batchFailed = true
-		a.w.log.Warn("admission reads records one job at a time: a batch read failed", zap.Error(err))
+	if err != errBatchPaused {
+		a.batchAgain = now.Add(batchPause)
+		a.w.log.Warn("admission reads records one job at a time for a while: a batch read failed", zap.Error(err), zap.Duration("for", batchPause))
 	}
 	var wg sync.WaitGroup
 	for _, p := range todo {
@@ -262,6 +274,9 @@ func (a *admission) readRecords(ctx context.Context, todo []*pending) {
 	}
 	wg.Wait()
 }
+
+// errBatchPaused: batch reads are paused after a failure.
+var errBatchPaused = errors.New("batch reads paused")
 
 // refreshForecasts refreshes, on wg, the forecast snapshots of the groups
 // of todo that decide would otherwise refresh one after another. Errors

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sendid/sendid/queue"
 	"github.com/sendid/sendid/quota"
 )
@@ -17,6 +19,23 @@ import (
 // group's order, and only the jobs that fit the caps reach Braze, in order.
 func TestAdmissionBatchMixed(t *testing.T) {
 	t.Parallel()
+	testAdmissionBatchMixed(t, nil)
+}
+
+// renamedKV is a bucket that names another: a batch read of it finds no
+// stream (and fails), while its own reads and writes reach the bucket.
+type renamedKV struct{ jetstream.KeyValue }
+
+func (renamedKV) Bucket() string { return "SENDID_NO_SUCH_BUCKET" }
+
+// When a batch read fails (here: no such stream), admission reads the
+// records job by job and answers the same.
+func TestAdmissionBatchMixedJobByJob(t *testing.T) {
+	t.Parallel()
+	testAdmissionBatchMixed(t, func(kv jetstream.KeyValue) jetstream.KeyValue { return renamedKV{kv} })
+}
+
+func testAdmissionBatchMixed(t *testing.T, records func(jetstream.KeyValue) jetstream.KeyValue) {
 	day := quota.Policy{Cap: 2, Burst: 2, Period: 24 * time.Hour}
 	per := day.PeriodAt(time.Now())
 	if time.Until(per.End) < time.Minute { // the forecasts below assume one period
@@ -25,7 +44,8 @@ func TestAdmissionBatchMixed(t *testing.T) {
 	}
 	notAfter := time.Now().Add(time.Until(per.End) / 2).UTC()
 	k := newKit(t, kitOptions{
-		groups: map[string]quota.Policy{"ga": day, "gb": {Cap: 1, Burst: 1, Period: 24 * time.Hour}},
+		records: records,
+		groups:  map[string]quota.Policy{"ga": day, "gb": {Cap: 1, Burst: 1, Period: 24 * time.Hour}},
 		before: func(k *kit) {
 			ctx := context.Background()
 			jobs, err := k.js.KeyValue(ctx, queue.JobsBucket)
