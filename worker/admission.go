@@ -204,7 +204,7 @@ type pending struct {
 }
 
 // handleBatch answers or admits a batch of jobs: bad input is answered at
-// once; the records of the rest are read in parallel, and the stale
+// once; the records of the rest are read together (readRecords), and the stale
 // forecast snapshots of their groups refreshed alongside; then, in order,
 // each is answered from its record or admitted with an asynchronous
 // publication. It returns the admitted jobs, for confirmBatch: a job is
@@ -264,7 +264,7 @@ func (a *admission) readRecords(ctx context.Context, todo []*pending) {
 		}
 		return
 	}
-	if err != errBatchPaused {
+	if !errors.Is(err, errBatchPaused) {
 		a.batchAgain = now.Add(batchPause)
 		a.w.log.Warn("admission reads records one job at a time for a while: a batch read failed", zap.Error(err), zap.Duration("for", batchPause))
 	}
