@@ -66,6 +66,7 @@ type bench struct {
 	// profiled alongside, to profile + ".server".
 	profileRow string
 	floor      bool // row c also measures the server's own bound
+	results    bool // row c: the results stream on, notices stored there
 }
 
 func run(ctx context.Context, args []string) error {
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string) error {
 	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during the row -profile-row to this file (and of the bench process, with the NATS server, to this file.server)")
 	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c, g, or p (row c while every lane is paused)")
 	floor := fs.Bool("floor", false, "row c also measures pull + ack alone on a stream of the same shape (the NATS server's bound)")
+	results := fs.Bool("results", false, "row c: jobs without reply_to and the results stream on (notices stored by SENDID_RESULTS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,7 +94,7 @@ func run(ctx context.Context, args []string) error {
 	if *profileRow != "c" && *profileRow != "g" && *profileRow != "p" {
 		return fmt.Errorf("%w: -profile-row must be c, g or p", flag.ErrHelp)
 	}
-	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow, floor: *floor}
+	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow, floor: *floor, results: *results}
 	if b.worker == "" {
 		b.worker = filepath.Join(dir, "sendid-worker")
 		cmd := exec.Command("go", "build", "-o", b.worker, "./cmd/sendid-worker")
@@ -221,7 +223,7 @@ func (b *bench) startWorker(prefix string, groups []string, capN, burst int, per
 		_ = b.js.DeleteKeyValue(ctx, kv)
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "subject_prefix: %s\nstreams: {results: false, recheck_interval: 1h}\napp_groups:\n", prefix)
+	fmt.Fprintf(&cfg, "subject_prefix: %s\nstreams: {results: %t, recheck_interval: 1h}\napp_groups:\n", prefix, b.results && prefix == "bl")
 	for _, g := range groups {
 		fmt.Fprintf(&cfg, "  %s: {api_key_env: BENCH_KEY, daily_cap: %d, burst: %d}\n", g, capN, burst)
 	}
@@ -578,7 +580,14 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	if err != nil {
 		return err
 	}
-	ans, unsub, err := b.countAnswers("bench.bl", "bl-", n)
+	// Answers go to the jobs' reply subject, or with -results to the
+	// results stream's subjects (no reply_to: the worker waits for the
+	// stream to store each notice).
+	replyTo, answersOn := `,"reply_to":"bench.bl"`, "bench.bl"
+	if b.results {
+		replyTo, answersOn = "", "bl.results.>"
+	}
+	ans, unsub, err := b.countAnswers(answersOn, "bl-", n)
 	if err != nil {
 		return err
 	}
@@ -588,7 +597,7 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	cpu0 := w.cpu()
 	start := time.Now()
 	if err := b.publishAsync(func(i int) string { return "bl.jobs." + groups[i%len(groups)] }, func(i int) []byte {
-		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"bl-%d","id":"bl-%d","reply_to":"bench.bl"}`, i, i)
+		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"bl-%d","id":"bl-%d"%s}`, i, i, replyTo)
 	}, n, nil); err != nil {
 		return err
 	}
