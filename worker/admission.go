@@ -19,13 +19,39 @@ import (
 type admission struct {
 	w    *Worker
 	cons jetstream.Consumer
+	// batch reads a batch's records in one request per bucket (run sets
+	// it). After a failure (a server without batch gets answers only after
+	// a timeout) admission reads job by job until batchAgain.
+	batch      *queue.BatchReader
+	batchAgain time.Time
 }
+
+// batchPause is how long admission reads job by job after a batch read
+// failed.
+const batchPause = time.Minute
 
 func (a *admission) run(ctx, hard context.Context) {
 	w := a.w
 	defer w.setAdmissionRunning(false)
+	if a.batch == nil {
+		a.batch = queue.NewBatchReader(w.o.NC, w.o.Records)
+	}
 	msgs := make(chan jetstream.Msg, 2*maxBatch)
 	deleted := w.admLost()
+	// Admitted batches wait for their publications' acks here while the
+	// next batch is read and decided: publications keep their order on the
+	// connection, and a job is still acked only after its own.
+	confirms := make(chan []*pending, confirmWindow)
+	var confirmer sync.WaitGroup
+	confirmer.Go(func() {
+		for admitted := range confirms {
+			a.confirmBatch(hard, admitted)
+		}
+	})
+	defer func() {
+		close(confirms)
+		confirmer.Wait()
+	}()
 	for ctx.Err() == nil {
 		// lost hears this Consume's terminal errors: a deleted consumer
 		// stops it, lost heartbeats may mean the consumer is gone.
@@ -81,7 +107,9 @@ func (a *admission) run(ctx, hard context.Context) {
 					break fill
 				}
 			}
-			a.handleBatch(hard, batch)
+			if admitted := a.handleBatch(hard, batch); len(admitted) > 0 {
+				confirms <- admitted
+			}
 		}
 		cc.Stop()
 		<-cc.Closed()
@@ -114,6 +142,11 @@ func (a *admission) restore(ctx context.Context, why error) {
 
 // maxBatch bounds how many jobs admission handles together.
 const maxBatch = 256
+
+// confirmWindow bounds how many admitted batches may wait for their
+// publications' acks while admission reads the next ones (the admission
+// consumer's MaxAckPending bounds the jobs in flight as well).
+const confirmWindow = 4
 
 // answerTo publishes a final answer to the job's reply subject and acks.
 func (a *admission) answer(ctx context.Context, msg jetstream.Msg, dest string, r queue.Result) {
@@ -163,15 +196,20 @@ type pending struct {
 	stage  string
 	err    error
 	// set when admitted
-	ack    jetstream.PubAckFuture
-	notice *queue.Result
+	ack        jetstream.PubAckFuture
+	notice     *queue.Result
+	confirmed  bool                 // the publication is acknowledged
+	noticeSent *queue.PendingResult // the notice on its way
+	noticeErr  error
 }
 
 // handleBatch answers or admits a batch of jobs: bad input is answered at
-// once; the records of the rest are read in parallel; then, in order, each
-// is answered from its record or admitted with an asynchronous publication;
-// a job is acked only once its publication is acknowledged.
-func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
+// once; the records of the rest are read together (readRecords), and the stale
+// forecast snapshots of their groups refreshed alongside; then, in order,
+// each is answered from its record or admitted with an asynchronous
+// publication. It returns the admitted jobs, for confirmBatch: a job is
+// acked only once its publication is acknowledged.
+func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) []*pending {
 	var todo []*pending
 	for _, m := range batch {
 		if p := a.prepare(ctx, m); p != nil {
@@ -180,9 +218,8 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
 	}
 	var wg sync.WaitGroup
 	end := a.w.stage(StageAdmissionRecords, true)
-	for _, p := range todo {
-		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
-	}
+	a.refreshForecasts(ctx, todo, &wg)
+	a.readRecords(ctx, todo)
 	wg.Wait()
 	end()
 	var admitted []*pending
@@ -191,8 +228,72 @@ func (a *admission) handleBatch(ctx context.Context, batch []jetstream.Msg) {
 			admitted = append(admitted, p)
 		}
 	}
-	for _, p := range admitted {
-		a.confirm(ctx, p)
+	return admitted
+}
+
+// readRecords reads the job and pair records of todo: all in one request
+// per bucket, or, if that fails, each job's in parallel.
+func (a *admission) readRecords(ctx context.Context, todo []*pending) {
+	if len(todo) == 0 {
+		return
+	}
+	keys := make([]queue.RecordKey, len(todo))
+	for i, p := range todo {
+		keys[i] = queue.RecordKey{Group: p.group, ID: p.res.ID, CampaignID: p.job.CampaignID, SendID: p.job.SendID}
+	}
+	now := a.w.o.Clock.Now()
+	var (
+		got []queue.RecordsOf
+		err = errBatchPaused
+	)
+	if !now.Before(a.batchAgain) {
+		got, err = a.batch.Read(ctx, keys)
+	}
+	if err == nil {
+		for i, p := range todo {
+			r := got[i]
+			p.rec, p.pair = r.Job, r.Pair
+			// A reservation (calling) is the lane's business: admit.
+			p.paired = r.PairRev != 0 && r.Pair.Created()
+			switch {
+			case r.JobErr != nil:
+				p.stage, p.err = "job_record", r.JobErr
+			case r.PairErr != nil:
+				p.stage, p.err = "pair_record", r.PairErr
+			}
+		}
+		return
+	}
+	if !errors.Is(err, errBatchPaused) {
+		a.batchAgain = now.Add(batchPause)
+		a.w.log.Warn("admission reads records one job at a time for a while: a batch read failed", zap.Error(err), zap.Duration("for", batchPause))
+	}
+	var wg sync.WaitGroup
+	for _, p := range todo {
+		wg.Go(func() { p.rec, p.pair, p.paired, p.stage, p.err = a.w.records(ctx, p.res.ID, p.group, p.job) })
+	}
+	wg.Wait()
+}
+
+// errBatchPaused: batch reads are paused after a failure.
+var errBatchPaused = errors.New("batch reads paused")
+
+// refreshForecasts refreshes, on wg, the forecast snapshots of the groups
+// of todo that decide would otherwise refresh one after another. Errors
+// are left for decide, which refreshes again and answers them.
+func (a *admission) refreshForecasts(ctx context.Context, todo []*pending, wg *sync.WaitGroup) {
+	now := a.w.o.Clock.Now()
+	seen := make(map[*lane]bool)
+	for _, p := range todo {
+		l := p.lane
+		if seen[l] {
+			continue
+		}
+		seen[l] = true
+		pol, _ := a.w.o.Policies.Get(l.group)
+		if l.fc.stale(now, pol.PeriodAt(now)) {
+			wg.Go(func() { _, _, _, _ = l.forecast(ctx) })
+		}
 	}
 }
 
@@ -319,9 +420,26 @@ func (a *admission) decide(ctx context.Context, p *pending) bool {
 	return true
 }
 
-// confirm waits for an admission's publication, then sends its notice and
-// acks the job. A plain ack: after a lost ack the redelivery re-admits under
-// the same Nats-Msg-Id, and the stream drops it.
+// confirmBatch confirms a batch's admissions in order (see confirm): their
+// notices are published as their publications are acknowledged, and each
+// job is acked once its notice is stored (or failed), so that a crash never
+// leaves an acked job without its notice, while the notices of a batch
+// travel together.
+func (a *admission) confirmBatch(ctx context.Context, admitted []*pending) {
+	for _, p := range admitted {
+		a.confirm(ctx, p)
+	}
+	for _, p := range admitted {
+		if p.confirmed {
+			a.finish(ctx, p)
+		}
+	}
+}
+
+// confirm waits for an admission's publication and starts publishing its
+// notice; confirmed says the job was admitted. A plain ack follows (finish):
+// after a lost ack the redelivery re-admits under the same Nats-Msg-Id, and
+// the stream drops it.
 func (a *admission) confirm(ctx context.Context, p *pending) {
 	w := a.w
 	end := w.stage(StageAdmissionConfirm, true)
@@ -342,8 +460,21 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 	}
 	w.o.Metrics.Admitted.WithLabelValues(p.group).Inc()
 	w.gauges.backlogMoved(p.group, 1)
+	p.confirmed = true
 	if n := p.notice; n != nil {
-		if err := w.o.Publisher.Result(ctx, p.dest, *n); err != nil {
+		p.noticeSent, p.noticeErr = w.o.Publisher.ResultAsync(p.dest, *n)
+	}
+}
+
+// finish waits for an admitted job's notice, if any, and acks the job.
+func (a *admission) finish(ctx context.Context, p *pending) {
+	w := a.w
+	if n := p.notice; n != nil {
+		err := p.noticeErr
+		if err == nil {
+			err = p.noticeSent.Wait(ctx)
+		}
+		if err != nil {
 			// The job is admitted; a lost notice is not worth a redelivery.
 			w.log.Warn("deferred notice not published", zap.String("job_id", n.ID), zap.Error(err))
 		} else {
@@ -352,7 +483,7 @@ func (a *admission) confirm(ctx context.Context, p *pending) {
 		w.log.Info("job deferred", zap.String("job_id", n.ID), zap.String("app_group", p.group), zap.Time("deferred_until", *n.DeferredUntil),
 			zap.Time("eta", *n.ETA), zap.Int("position", *n.Position))
 	}
-	end = w.stage(StageAdmissionAck, false)
+	end := w.stage(StageAdmissionAck, false)
 	if err := p.msg.Ack(); err != nil {
 		w.log.Warn("admission ack failed", zap.String("job_id", p.res.ID), zap.Error(err))
 	}

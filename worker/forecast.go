@@ -66,13 +66,25 @@ func (f *forecastSnapshot) drop(give func()) {
 	f.held = 0
 }
 
+// stale reports whether a forecast at now, in period per, would refresh
+// the snapshot first.
+func (f *forecastSnapshot) stale(now time.Time, per quota.Period) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.staleLocked(now, per)
+}
+
+func (f *forecastSnapshot) staleLocked(now time.Time, per quota.Period) bool {
+	return now.Sub(f.at) > fcMaxAge || !f.u.PeriodEnd.Equal(per.End)
+}
+
 // forecast returns how many jobs are ahead of a newly admitted one and when
 // it is forecast to be called (never before now), refreshing the snapshot
 // from src when it is older than fcMaxAge or from another period.
 func (f *forecastSnapshot) forecast(ctx context.Context, now time.Time, pol quota.Policy, per quota.Period, src snapshotSource) (int, time.Time, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now.Sub(f.at) > fcMaxAge || !f.u.PeriodEnd.Equal(per.End) {
+	if f.staleLocked(now, per) {
 		pending, pausedFor, paused, err := src.pending(ctx)
 		if err != nil {
 			return 0, time.Time{}, err

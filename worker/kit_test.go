@@ -57,6 +57,12 @@ type kitOptions struct {
 
 	// For the security tests: adjust each group before the worker starts.
 	tune func(*worker.Group)
+
+	// before runs once the streams, buckets and result collector exist and
+	// before the worker starts (jobs published here wait in the stream).
+	before func(k *kit)
+	// records wraps the job and pair buckets the worker's records use.
+	records func(jetstream.KeyValue) jetstream.KeyValue
 }
 
 func newKit(t *testing.T, o kitOptions) *kit {
@@ -110,8 +116,12 @@ func newKit(t *testing.T, o kitOptions) *kit {
 	if o.ledger != nil {
 		ledger = o.ledger(ledger)
 	}
+	jobsKV, pairsKV := b.Jobs, b.Pairs
+	if o.records != nil {
+		jobsKV, pairsKV = o.records(jobsKV), o.records(pairsKV)
+	}
 	k.w, err = worker.New(worker.Options{
-		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(b.Jobs, b.Pairs),
+		NC: k.nc, JS: k.js, Subjects: k.subj, Records: queue.NewRecords(jobsKV, pairsKV),
 		Publisher: k.pub, Ledger: ledger,
 		Pacer: quota.NewPacer(clock), Policies: pols, Log: log, Clock: clock,
 		MaxAttempts: o.maxAttempts, RetryBackoff: cmp.Or(o.backoff, 20*time.Millisecond), RetryMax: max(o.backoff, 100*time.Millisecond),
@@ -122,6 +132,9 @@ func newKit(t *testing.T, o kitOptions) *kit {
 		t.Fatal(err)
 	}
 	k.results = collect(t, k.nc, "test.>", "sendid.results.>")
+	if o.before != nil {
+		o.before(k)
+	}
 	var runCtx context.Context
 	runCtx, k.stop = context.WithCancel(context.Background())
 	k.done = make(chan error, 1)

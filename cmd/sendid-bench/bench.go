@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,6 +61,12 @@ type bench struct {
 	rows    []row
 	verbose bool
 	profile string
+	// profileRow is the row (c, g, or p: row c while paused) whose worker profile goes to profile;
+	// the bench process (the embedded NATS server and the publisher) is
+	// profiled alongside, to profile + ".server".
+	profileRow string
+	floor      bool // row c also measures the server's own bound
+	results    bool // row c: the results stream on, notices stored there
 }
 
 func run(ctx context.Context, args []string) error {
@@ -70,7 +75,10 @@ func run(ctx context.Context, args []string) error {
 	workerBin := fs.String("worker", "", "sendid-worker binary (default: go build ./cmd/sendid-worker)")
 	only := fs.String("rows", "abcdefghij", "rows to run")
 	verbose := fs.Bool("v", false, "progress on stderr")
-	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during row g to this file")
+	profile := fs.String("profile", "", "write a 10s CPU profile of the worker during the row -profile-row to this file (and of the bench process, with the NATS server, to this file.server)")
+	profileRow := fs.String("profile-row", "g", "the row -profile profiles: c, g, or p (row c while every lane is paused)")
+	floor := fs.Bool("floor", false, "row c also measures pull + ack alone on a stream of the same shape (the NATS server's bound)")
+	results := fs.Bool("results", false, "row c: jobs without reply_to and the results stream on (notices stored by SENDID_RESULTS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +91,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile}
+	if *profileRow != "c" && *profileRow != "g" && *profileRow != "p" {
+		return fmt.Errorf("%w: -profile-row must be c, g or p", flag.ErrHelp)
+	}
+	b := &bench{dir: dir, worker: *workerBin, verbose: *verbose, profile: *profile, profileRow: *profileRow, floor: *floor, results: *results}
 	if b.worker == "" {
 		b.worker = filepath.Join(dir, "sendid-worker")
 		cmd := exec.Command("go", "build", "-o", b.worker, "./cmd/sendid-worker")
@@ -212,7 +223,7 @@ func (b *bench) startWorker(prefix string, groups []string, capN, burst int, per
 		_ = b.js.DeleteKeyValue(ctx, kv)
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "subject_prefix: %s\nstreams: {results: false, recheck_interval: 1h}\napp_groups:\n", prefix)
+	fmt.Fprintf(&cfg, "subject_prefix: %s\nstreams: {results: %t, recheck_interval: 1h}\napp_groups:\n", prefix, b.results && prefix == "bl")
 	for _, g := range groups {
 		fmt.Fprintf(&cfg, "  %s: {api_key_env: BENCH_KEY, daily_cap: %d, burst: %d}\n", g, capN, burst)
 	}
@@ -533,21 +544,8 @@ func (b *bench) manyGroups(ctx context.Context, sz sizes) error {
 	defer unsub()
 	n := sz.manyJobs
 	start := time.Now()
-	if b.profile != "" {
-		go func() {
-			time.Sleep(time.Second)
-			resp, err := http.Get("http://" + w.http + "/debug/pprof/profile?seconds=10")
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(b.profile)
-			if err == nil {
-				_, _ = io.Copy(f, resp.Body)
-				f.Close()
-			}
-		}()
-	}
+	profiled := b.profileDuring(w, "g")
+	defer profiled()
 	if err := b.publishAsync(func(i int) string { return "mg.jobs." + groups[i%len(groups)] }, func(i int) []byte {
 		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"mg-%d","id":"mg-%d","reply_to":"bench.mg"}`, i, i)
 	}, n, nil); err != nil {
@@ -602,9 +600,24 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 	if err != nil {
 		return err
 	}
+	// Answers go to the jobs' reply subject, or with -results to the
+	// results stream's subjects (no reply_to: the worker waits for the
+	// stream to store each notice).
+	replyTo, answersOn := `,"reply_to":"bench.bl"`, "bench.bl"
+	if b.results {
+		replyTo, answersOn = "", "bl.results.>"
+	}
+	ans, unsub, err := b.countAnswers(answersOn, "bl-", n)
+	if err != nil {
+		return err
+	}
+	defer unsub()
+	profiled := b.profileDuring(w, "c")
+	defer profiled()
+	cpu0 := w.cpu()
 	start := time.Now()
 	if err := b.publishAsync(func(i int) string { return "bl.jobs." + groups[i%len(groups)] }, func(i int) []byte {
-		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"bl-%d","id":"bl-%d","reply_to":"bench.bl"}`, i, i)
+		return fmt.Appendf(nil, `{"campaign_id":"c","send_id":"bl-%d","id":"bl-%d"%s}`, i, i, replyTo)
 	}, n, nil); err != nil {
 		return err
 	}
@@ -621,13 +634,42 @@ func (b *bench) backlog(ctx context.Context, sz sizes, has func(byte) bool) erro
 		time.Sleep(100 * time.Millisecond)
 	}
 	rate := float64(n) / time.Since(start).Seconds()
+	perJob := (w.cpu() - cpu0) / time.Duration(n)
+	// Each notice is published before its job's ack: allow for delivery.
+	answered := ans.wait(n, 30*time.Second)
 	rss := w.peakRSS()
+	pausedProfile := b.profileDuring(w, "p")
+	defer pausedProfile()
 	c0 := w.cpu()
 	time.Sleep(sz.pausedFor)
 	pct := 100 * float64(w.cpu()-c0) / float64(sz.pausedFor)
 	b.add(fmt.Sprintf("c. %d deferred jobs / %d groups: admission", n, len(groups)), fmt.Sprintf("%.0f jobs/s", rate), ">= 20000 jobs/s", rate >= 20000)
+	b.add("   worker CPU per job admitted", fmt.Sprintf("%.0f µs", float64(perJob)/float64(time.Microsecond)), "", true)
+	b.rows[len(b.rows)-1].verdict = ""
+	b.add("   every job answered (deferred notice or answer)", fmt.Sprintf("%d of %d", answered, n), fmt.Sprintf("%d of %d", n, n), answered == int64(n))
 	b.add("   worker peak RSS", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "<= 128 MiB", rss <= 128<<20)
 	b.add("   CPU while every lane is paused", fmt.Sprintf("%.2f%% of a core", pct), "< 1%", pct < 1)
+	if !b.floor {
+		return nil
+	}
+	w.stop()
+	// What the NATS server alone allows, on a stream of the same shape.
+	m := min(n, 50_000)
+	for _, v := range []struct {
+		lanes int
+		one   bool
+	}{{len(groups), false}, {len(groups), true}, {0, false}, {0, true}} {
+		f, err := b.admissionFloor(ctx, groups, v.lanes, v.one, m)
+		if err != nil {
+			return fmt.Errorf("row c: %w", err)
+		}
+		filters := "admission's 2 filters"
+		if v.one {
+			filters = "1 filter (jobs.*)"
+		}
+		b.add(fmt.Sprintf("   floor: server alone, pull + ack, %s, %d lane consumers", filters, v.lanes), fmt.Sprintf("%.0f jobs/s (%d jobs)", f, m), "", true)
+		b.rows[len(b.rows)-1].verdict = ""
+	}
 	return nil
 }
 
