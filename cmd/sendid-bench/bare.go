@@ -180,30 +180,9 @@ func (b *bench) bareLatency(ctx context.Context, m int, direct time.Duration) ([
 	if err != nil {
 		return nil, err
 	}
-	c, unsub, err := b.collect("bench.barel")
+	over, err := b.pacedLatency(ctx, "barel.jobs", "barel", m, direct) // bench.go
 	if err != nil {
-		return nil, err
-	}
-	defer unsub()
-	sent := make([]time.Time, m)
-	tick := time.NewTicker(10 * time.Millisecond)
-	for i := range m {
-		<-tick.C
-		sent[i] = time.Now()
-		if err := b.nc.Publish("barel.jobs", fmt.Appendf(nil, `{"campaign_id":"c","send_id":"barel-%d","id":"barel-%d","reply_to":"bench.barel"}`, i, i)); err != nil {
-			tick.Stop()
-			return nil, err
-		}
-	}
-	tick.Stop()
-	if err := c.wait(ctx, m, 2*time.Minute); err != nil {
 		return nil, fmt.Errorf("bare latency: %w", err)
 	}
-	var over []time.Duration
-	c.mu.Lock()
-	for i := range m {
-		over = append(over, c.at[fmt.Sprintf("barel-%d", i)].Sub(sent[i])-direct)
-	}
-	c.mu.Unlock()
 	return over, p.wait(time.Minute)
 }

@@ -181,20 +181,11 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 		}
 	}
 
-	answers := make(chan string, 16)
-	sub, err := b.nc.Subscribe("bench.rt", func(m *nats.Msg) {
-		var r struct{ ID, Status string }
-		if json.Unmarshal(m.Data, &r) == nil && r.Status != queue.StatusDeferred {
-			answers <- r.ID
-		}
-	})
+	answers, unsub, err := b.answers("bench.rt")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := b.nc.Flush(); err != nil {
-		return err
-	}
+	defer unsub()
 	const warm = 20
 	var total []time.Duration
 	var s0 nats.Statistics
@@ -204,23 +195,13 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 			tr.on.Store(true)
 			s0 = nc.Stats()
 		}
-		id := fmt.Sprintf("rt-%d", i)
-		t0 := time.Now()
-		if err := b.nc.Publish("rt.jobs", fmt.Appendf(nil, `{"campaign_id":"c","send_id":%q,"id":%q,"reply_to":"bench.rt"}`, id, id)); err != nil {
+		d, err := b.oneJob(answers, fmt.Sprintf("rt-%d", i), `,"reply_to":"bench.rt"`)
+		if err != nil {
 			return err
 		}
-		select {
-		case got := <-answers:
-			if got != id {
-				return fmt.Errorf("row j: answer for %s while waiting for %s", got, id)
-			}
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("row j: no answer for %s", id)
-		}
 		if i >= warm {
-			total = append(total, time.Since(t0))
+			total = append(total, d)
 		}
-		time.Sleep(2 * time.Millisecond) // let the lane's next pull and admission settle
 	}
 	tr.on.Store(false)
 	s1 := nc.Stats()
@@ -268,44 +249,63 @@ func (b *bench) traceRow(ctx context.Context, n, burst int) error {
 	return err
 }
 
+// answers subscribes to subject and hands over the ids of the final
+// answers published there (deferred notices left out).
+func (b *bench) answers(subject string) (<-chan string, func(), error) {
+	ch := make(chan string, 16)
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
+		var r struct{ ID, Status string }
+		if json.Unmarshal(m.Data, &r) == nil && r.Status != queue.StatusDeferred {
+			ch <- r.ID
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, func() { _ = sub.Unsubscribe() }, b.nc.Flush()
+}
+
+// oneJob publishes job id (its send_id too; extra is added to the JSON
+// body, e.g. a reply_to) to row j's group, waits for its answer on answers
+// and returns how long that took; then it lets the lane's next pull and
+// admission settle for 2 ms.
+func (b *bench) oneJob(answers <-chan string, id, extra string) (time.Duration, error) {
+	t0 := time.Now()
+	if err := b.nc.Publish("rt.jobs", fmt.Appendf(nil, `{"campaign_id":"c","send_id":%q,"id":%q%s}`, id, id, extra)); err != nil {
+		return 0, err
+	}
+	select {
+	case got := <-answers:
+		if got != id {
+			return 0, fmt.Errorf("row j: answer for %s while waiting for %s", got, id)
+		}
+	case <-time.After(30 * time.Second):
+		return 0, fmt.Errorf("row j: no answer for %s", id)
+	}
+	d := time.Since(t0)
+	time.Sleep(2 * time.Millisecond)
+	return d, nil
+}
+
 // traceStream is row j's pass without reply_to: results go to the group's
 // subject on the SENDID_RESULTS stream, so the lane waits for the result's
 // publish ack (after the records: a crash before them is answered from the
 // records, never with a second answer).
 func (b *bench) traceStream(ctx context.Context, tr *tracer, n int) error {
-	answers := make(chan string, 16)
-	sub, err := b.nc.Subscribe("rt.results.default", func(m *nats.Msg) {
-		var r struct{ ID, Status string }
-		if json.Unmarshal(m.Data, &r) == nil && r.Status != queue.StatusDeferred {
-			answers <- r.ID
-		}
-	})
+	answers, unsub, err := b.answers("rt.results.default")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := b.nc.Flush(); err != nil {
-		return err
-	}
+	defer unsub()
 	var total []time.Duration
 	for i := range n {
-		id := fmt.Sprintf("rs-%d", i)
 		tr.job.Store(int64(1_000_000 + i))
 		tr.on.Store(true)
-		t0 := time.Now()
-		if err := b.nc.Publish("rt.jobs", fmt.Appendf(nil, `{"campaign_id":"c","send_id":%q,"id":%q}`, id, id)); err != nil {
+		d, err := b.oneJob(answers, fmt.Sprintf("rs-%d", i), "")
+		if err != nil {
 			return err
 		}
-		select {
-		case got := <-answers:
-			if got != id {
-				return fmt.Errorf("row j: answer for %s while waiting for %s", got, id)
-			}
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("row j: no answer for %s", id)
-		}
-		total = append(total, time.Since(t0))
-		time.Sleep(2 * time.Millisecond)
+		total = append(total, d)
 	}
 	tr.on.Store(false)
 	tr.mu.Lock()
