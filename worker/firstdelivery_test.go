@@ -17,11 +17,7 @@ func TestFirstDeliveryWithTakenIDReadsAgain(t *testing.T) {
 	k := newKit(t, kitOptions{})
 	ctx := context.Background()
 	rs := k.records()
-	stored := queue.Result{ID: "dup", AppGroup: "default", CampaignID: "c", SendID: "s-old", Status: queue.StatusCreated, Attempts: 1}
-	// The owner is a message that is gone (no such sequence).
-	if _, err := rs.PutJob(ctx, queue.JobRecord{ID: "dup", AppGroup: "default", Owner: 1 << 40, Attempts: 1, Final: &stored}, 0); err != nil {
-		t.Fatal(err)
-	}
+	storeCreatedDup(t, k)
 	// Straight onto the lane's FIFO, as if admitted before the record was
 	// written.
 	k.publish(k.subj.Ready("default"), job("c", "fresh", "dup", "test.dup"))
@@ -34,5 +30,15 @@ func TestFirstDeliveryWithTakenIDReadsAgain(t *testing.T) {
 	}
 	if _, rev, err := rs.Pair(ctx, "default", "c", "fresh"); err != nil || rev != 0 {
 		t.Fatalf("pair reservation left behind: rev %d, %v", rev, err)
+	}
+}
+
+// storeCreatedDup stores id "dup" of group default as created with send_id
+// "s-old" by a message that is gone (no such sequence).
+func storeCreatedDup(t *testing.T, k *kit) {
+	t.Helper()
+	stored := queue.Result{ID: "dup", AppGroup: "default", CampaignID: "c", SendID: "s-old", Status: queue.StatusCreated, Attempts: 1}
+	if _, err := k.records().PutJob(context.Background(), queue.JobRecord{ID: "dup", AppGroup: "default", Owner: 1 << 40, Attempts: 1, Final: &stored}, 0); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -83,10 +83,7 @@ func TestOpenTogetherIDTaken(t *testing.T) {
 	k.results.waitFinals(t, 1, 15*time.Second)
 	ctx := context.Background()
 	rs := k.records()
-	stored := queue.Result{ID: "dup", AppGroup: "default", CampaignID: "c", SendID: "s-old", Status: queue.StatusCreated, Attempts: 1}
-	if _, err := rs.PutJob(ctx, queue.JobRecord{ID: "dup", AppGroup: "default", Owner: 1 << 40, Attempts: 1, Final: &stored}, 0); err != nil {
-		t.Fatal(err)
-	}
+	storeCreatedDup(t, k) // firstdelivery_test.go
 	k.publish(k.subj.Ready("default"), job("c", "fresh", "dup", "test.i"))
 	r := k.results.waitFinals(t, 2, 15*time.Second)["dup"]
 	if r.Status != queue.StatusCreated || r.SendID != "s-old" || !r.Duplicate {
